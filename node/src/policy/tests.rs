@@ -1,0 +1,202 @@
+//! Compile and evaluate tests over small inline policies.
+
+use super::*;
+use crate::proto;
+use crate::request::Request;
+
+fn policy(rules: &str) -> Policy {
+    let text = format!(
+        "[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"allow\"\n{rules}"
+    );
+    from_text("t.toml", &text).unwrap_or_else(|e| panic!("{}", render(&e)))
+}
+
+fn rule(id: &str, effect: &str, when: &str) -> String {
+    format!(
+        "[[rule]]\nid = \"{id}\"\neffect = \"{effect}\"\nwhen = '{when}'\nmessage = \"m\"\ncitation = \"c\"\n"
+    )
+}
+
+fn errors(when: &str) -> String {
+    let text = format!(
+        "[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"allow\"\n{}",
+        rule("r", "deny", when)
+    );
+    match from_text("t.toml", &text) {
+        Ok(_) => panic!("`{when}` compiled"),
+        Err(d) => render(&d),
+    }
+}
+
+fn request() -> Request {
+    Request::try_from(proto::DeploymentRequest {
+        request_id: "r".into(),
+        deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
+        protocol: Some(proto::Protocol {
+            name: "ethereum".into(),
+            ..Default::default()
+        }),
+        permission_model: proto::PermissionModel::Permissionless as i32,
+        node_regions: vec!["CN".into(), "SG".into()],
+        services: vec![proto::Service::Exchange as i32],
+        token: Some(proto::Token {
+            transferable: true,
+            ..Default::default()
+        }),
+        operator: Some(proto::Operator {
+            licences: vec![proto::Licence {
+                regulator: "MAS".into(),
+                kind: "dpt".into(),
+                id: "1".into(),
+            }],
+            ..Default::default()
+        }),
+        labels: [("tier".to_string(), "gold".to_string())].into(),
+        node_count: 4,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn matches(when: &str) -> bool {
+    let p = policy(&rule("r", "deny", when));
+    !p.evaluate(&request(), Day(20_000)).matched.is_empty()
+}
+
+#[test]
+fn evaluates_each_condition_form() {
+    let cases = [
+        (r#"permission_model == "permissionless""#, true),
+        (r#"permission_model != "permissionless""#, false),
+        (
+            r#"permission_model in ["permissioned", "open_permissioned"]"#,
+            false,
+        ),
+        (r#"permission_model not in ["permissioned"]"#, true),
+        ("token.transferable", true),
+        ("token.tradable", false),
+        ("token.tradable == false", true),
+        ("present(token) and not present(data)", true),
+        ("node_count >= 4 and node_count < 5", true),
+        (r#"any node_regions == "SG""#, true),
+        (r#"all node_regions in ["CN"]"#, false),
+        (r#"none node_regions in ["US", "EU"]"#, true),
+        (r#"any services in ["exchange", "custody"]"#, true),
+        (r#"all services in ["exchange"]"#, true),
+        (r#"none services == "staking""#, true),
+        (
+            r#"any operator.licences where (regulator == "MAS" and kind == "dpt")"#,
+            true,
+        ),
+        (
+            r#"none operator.licences where (regulator == "MAS")"#,
+            false,
+        ),
+        (r#"labels.tier == "gold""#, true),
+        (r#"labels.missing == "x""#, false),
+        (r#"labels.missing != "x""#, true),
+        ("present(labels.tier) and not present(labels.other)", true),
+        (r#"protocol.name == "ethereum" or false"#, true),
+        ("all data.storage_regions in [\"CN\"]", true),
+        ("gas_payment != \"fiat_prepaid_credit\"", true),
+    ];
+    for (when, want) in cases {
+        assert_eq!(matches(when), want, "{when}");
+    }
+}
+
+#[test]
+fn deny_overrides_and_every_match_is_reported() {
+    let rules = [
+        rule("w", "warn", "true"),
+        rule("a", "allow", "true"),
+        rule("d", "deny", "serves_retail == false"),
+        rule("n", "deny", "false"),
+    ]
+    .concat();
+    let p = policy(&rules);
+    let out = p.evaluate(&request(), Day(0));
+    assert_eq!(out.verdict, Verdict::Deny);
+    assert_eq!(out.matched.as_slice(), &[0, 1, 2]);
+    assert!(!out.default_applied);
+}
+
+#[test]
+fn default_deny_needs_an_allow_rule() {
+    let text = "[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"deny\"\n"
+        .to_string()
+        + &rule("w", "warn", "true");
+    let p = from_text("t.toml", &text).unwrap();
+    let out = p.evaluate(&request(), Day(0));
+    assert_eq!((out.verdict, out.default_applied), (Verdict::Deny, true));
+}
+
+#[test]
+fn rules_out_of_force_do_not_match() {
+    let r =
+        rule("d", "deny", "true") + "effective_from = 2025-01-10\neffective_until = 2026-07-01\n";
+    let p = policy(&r);
+    let v = |y, m, d| p.evaluate(&request(), Day::from_ymd(y, m, d)).verdict;
+    assert_eq!(v(2025, 1, 9), Verdict::Allow);
+    assert_eq!(v(2025, 1, 10), Verdict::Deny);
+    assert_eq!(v(2026, 6, 30), Verdict::Deny);
+    assert_eq!(v(2026, 7, 1), Verdict::Allow);
+}
+
+#[test]
+fn type_errors_name_the_problem() {
+    let e = errors(r#"permission_model == "permisionless""#);
+    assert!(
+        e.contains("`permisionless` is not a value of `permission_model`"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean \"permissionless\"?"), "{e}");
+    let e = errors("token.transferible");
+    assert!(
+        e.contains("unknown attribute `token.transferible`")
+            && e.contains("did you mean `token.transferable`?"),
+        "{e}"
+    );
+    let e = errors(r#"services == "exchange""#);
+    assert!(e.contains("use `any`, `all` or `none`"), "{e}");
+    let e = errors(r#"any node_regions == "cn""#);
+    assert!(e.contains("write \"CN\""), "{e}");
+    let e = errors("node_count == \"4\"");
+    assert!(e.contains("compare it with a number"), "{e}");
+    let e = errors("any addresses in data.nope");
+    assert!(e.contains("unknown data set `nope`"), "{e}");
+    let e = errors(r#"any operator.licences where (regulatr == "MAS")"#);
+    assert!(e.contains("did you mean `regulator`?"), "{e}");
+    let e = errors("permission_model < \"x\"");
+    assert!(e.contains("not `<`"), "{e}");
+    // Positions point into the condition: line 10 holds `when`, the literal starts at col 28.
+    let e = errors(r#"deployment_kind == "minning""#);
+    assert!(e.starts_with("t.toml:10:28: error"), "{e}");
+}
+
+#[test]
+fn explain_names_the_failed_condition_and_value() {
+    let p = policy(&rule(
+        "r",
+        "deny",
+        r#"token.transferable and node_count > 10"#,
+    ));
+    let (out, traces) = p.explain(&request(), Day(0));
+    assert!(out.matched.is_empty());
+    let (cond, actual) = traces[0].failed.clone().unwrap();
+    assert_eq!(cond, "node_count > 10");
+    assert_eq!(actual, "4");
+}
+
+#[test]
+fn digest_covers_data_files() {
+    let a = digest(&SourceFiles {
+        policy: ("p.toml", "x"),
+        data: [("d.toml".to_string(), "1")].into(),
+    });
+    let b = digest(&SourceFiles {
+        policy: ("p.toml", "x"),
+        data: [("d.toml".to_string(), "2")].into(),
+    });
+    assert_ne!(a, b);
+}

@@ -1,0 +1,393 @@
+//! The attributes a policy condition can read, with their types and accessors.
+//!
+//! This table is the single place that ties policy paths like `token.transferable` to
+//! the request model. The compiler resolves paths here once; the evaluator then calls
+//! plain function pointers, so evaluation never looks anything up by name.
+
+use crate::proto;
+use crate::request::{EnumSet, Licence, Request};
+
+/// A closed value set from the proto, named in policies by the lower-case value name
+/// without its prefix (`DEPLOYMENT_KIND_MINING` is `mining`).
+pub struct EnumDef {
+    pub name: &'static str,
+    prefix: &'static str,
+    from_number: fn(i32) -> Option<&'static str>,
+    from_name: fn(&str) -> Option<i32>,
+}
+
+impl EnumDef {
+    /// The number of a policy-side value name, e.g. `mining` -> 5. `unspecified` is no value.
+    pub fn number(&self, short: &str) -> Option<i32> {
+        if short.is_empty() || short.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let full = format!("{}_{}", self.prefix, short.to_ascii_uppercase());
+        (self.from_name)(&full).filter(|&n| n != 0)
+    }
+
+    /// The policy-side name of a number, e.g. 5 -> `mining`; "unspecified" for zero.
+    pub fn short_name(&self, n: i32) -> Option<String> {
+        let full = (self.from_number)(n)?;
+        Some(full[self.prefix.len() + 1..].to_ascii_lowercase())
+    }
+
+    /// Every value name except `unspecified`.
+    pub fn names(&self) -> Vec<String> {
+        (1..64).filter_map(|n| self.short_name(n)).collect()
+    }
+
+    /// Renders a bit set of this enum's numbers as `[a, b]`.
+    pub fn render_set(&self, set: EnumSet) -> String {
+        let names: Vec<String> = (0..64)
+            .filter(|n| set & (1 << n) != 0)
+            .map(|n| self.short_name(n).unwrap_or_else(|| n.to_string()))
+            .collect();
+        format!("[{}]", names.join(", "))
+    }
+}
+
+macro_rules! enum_def {
+    ($ty:ty, $name:literal, $prefix:literal) => {
+        EnumDef {
+            name: $name,
+            prefix: $prefix,
+            from_number: |n| <$ty>::try_from(n).ok().map(|e| e.as_str_name()),
+            from_name: |s| <$ty>::from_str_name(s).map(|e| e as i32),
+        }
+    };
+}
+
+pub static DEPLOYMENT_KIND: EnumDef =
+    enum_def!(proto::DeploymentKind, "DeploymentKind", "DEPLOYMENT_KIND");
+pub static PROTOCOL_VARIANT: EnumDef = enum_def!(
+    proto::ProtocolVariant,
+    "ProtocolVariant",
+    "PROTOCOL_VARIANT"
+);
+pub static PERMISSION_MODEL: EnumDef = enum_def!(
+    proto::PermissionModel,
+    "PermissionModel",
+    "PERMISSION_MODEL"
+);
+pub static TOKEN_KIND: EnumDef = enum_def!(proto::TokenKind, "TokenKind", "TOKEN_KIND");
+pub static STABLECOIN_BACKING: EnumDef = enum_def!(
+    proto::StablecoinBacking,
+    "StablecoinBacking",
+    "STABLECOIN_BACKING"
+);
+pub static GAS_PAYMENT: EnumDef = enum_def!(proto::GasPayment, "GasPayment", "GAS_PAYMENT");
+pub static SIGNATURE_ALGORITHM: EnumDef = enum_def!(
+    proto::SignatureAlgorithm,
+    "SignatureAlgorithm",
+    "SIGNATURE_ALGORITHM"
+);
+pub static HASH_ALGORITHM: EnumDef =
+    enum_def!(proto::HashAlgorithm, "HashAlgorithm", "HASH_ALGORITHM");
+pub static CIPHER_ALGORITHM: EnumDef = enum_def!(
+    proto::CipherAlgorithm,
+    "CipherAlgorithm",
+    "CIPHER_ALGORITHM"
+);
+pub static KEY_CUSTODY: EnumDef = enum_def!(proto::KeyCustody, "KeyCustody", "KEY_CUSTODY");
+pub static SERVICE: EnumDef = enum_def!(proto::Service, "Service", "SERVICE");
+pub static PRIVACY_FEATURE: EnumDef =
+    enum_def!(proto::PrivacyFeature, "PrivacyFeature", "PRIVACY_FEATURE");
+pub static ERASURE_MECHANISM: EnumDef = enum_def!(
+    proto::ErasureMechanism,
+    "ErasureMechanism",
+    "ERASURE_MECHANISM"
+);
+pub static TRANSFER_MECHANISM: EnumDef = enum_def!(
+    proto::TransferMechanism,
+    "TransferMechanism",
+    "TRANSFER_MECHANISM"
+);
+pub static END_USER_IDENTITY: EnumDef = enum_def!(
+    proto::EndUserIdentity,
+    "EndUserIdentity",
+    "END_USER_IDENTITY"
+);
+
+/// How the strings of an attribute are normalised on the request side, so policy
+/// literals can be checked against the same form at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    /// Compared as written.
+    AsIs,
+    /// Upper case: region codes, asset symbols, currency codes.
+    Upper,
+    /// Lower case: addresses.
+    Lower,
+}
+
+/// The type of an attribute, with the accessor the evaluator calls.
+#[derive(Clone, Copy)]
+pub enum Getter {
+    Bool(fn(&Request) -> bool),
+    Int(fn(&Request) -> i64),
+    Str(Case, fn(&Request) -> &str),
+    Enum(&'static EnumDef, fn(&Request) -> i32),
+    EnumSet(&'static EnumDef, fn(&Request) -> EnumSet),
+    StrList(Case, fn(&Request) -> &[String]),
+    Licences(fn(&Request) -> &[Licence]),
+    /// A nested message: its only test is `present(...)`.
+    Message(fn(&Request) -> bool),
+}
+
+impl Getter {
+    pub fn type_name(&self) -> String {
+        match self {
+            Getter::Bool(_) => "bool".into(),
+            Getter::Int(_) => "integer".into(),
+            Getter::Str(..) => "string".into(),
+            Getter::Enum(def, _) => format!("enum {}", def.name),
+            Getter::EnumSet(def, _) => format!("list of enum {}", def.name),
+            Getter::StrList(..) => "list of strings".into(),
+            Getter::Licences(_) => "list of licences".into(),
+            Getter::Message(_) => "message".into(),
+        }
+    }
+}
+
+pub struct Attr {
+    pub path: &'static str,
+    pub getter: Getter,
+}
+
+const fn attr(path: &'static str, getter: Getter) -> Attr {
+    Attr { path, getter }
+}
+
+fn empty<T>() -> &'static [T] {
+    &[]
+}
+
+use Case::{AsIs, Lower, Upper};
+use Getter as G;
+
+/// Every request attribute a condition can name. `labels.NAME` is handled apart.
+pub static ATTRS: &[Attr] = &[
+    attr("request_id", G::Str(AsIs, |r| &r.request_id)),
+    attr(
+        "deployment_kind",
+        G::Enum(&DEPLOYMENT_KIND, |r| r.deployment_kind),
+    ),
+    attr("protocol.name", G::Str(AsIs, |r| &r.protocol.name)),
+    attr(
+        "protocol.variant",
+        G::Enum(&PROTOCOL_VARIANT, |r| r.protocol.variant),
+    ),
+    attr("protocol.version", G::Str(AsIs, |r| &r.protocol.version)),
+    attr(
+        "permission_model",
+        G::Enum(&PERMISSION_MODEL, |r| r.permission_model),
+    ),
+    attr("consensus", G::Str(AsIs, |r| &r.consensus)),
+    attr("node_count", G::Int(|r| r.node_count)),
+    attr("node_regions", G::StrList(Upper, |r| &r.node_regions)),
+    attr(
+        "consensus_node_regions",
+        G::StrList(Upper, |r| &r.consensus_node_regions),
+    ),
+    attr(
+        "served_jurisdictions",
+        G::StrList(Upper, |r| &r.served_jurisdictions),
+    ),
+    attr("serves_retail", G::Bool(|r| r.serves_retail)),
+    attr("token", G::Message(|r| r.token.is_some())),
+    attr(
+        "token.kind",
+        G::Enum(&TOKEN_KIND, |r| r.token.as_ref().map_or(0, |t| t.kind)),
+    ),
+    attr(
+        "token.transferable",
+        G::Bool(|r| r.token.as_ref().is_some_and(|t| t.transferable)),
+    ),
+    attr(
+        "token.tradable",
+        G::Bool(|r| r.token.as_ref().is_some_and(|t| t.tradable)),
+    ),
+    attr(
+        "token.peg_currency",
+        G::Str(Upper, |r| r.token.as_ref().map_or("", |t| &t.peg_currency)),
+    ),
+    attr(
+        "token.validator_reward",
+        G::Bool(|r| r.token.as_ref().is_some_and(|t| t.validator_reward)),
+    ),
+    attr(
+        "token.backing",
+        G::Enum(&STABLECOIN_BACKING, |r| {
+            r.token.as_ref().map_or(0, |t| t.backing)
+        }),
+    ),
+    attr("gas_payment", G::Enum(&GAS_PAYMENT, |r| r.gas_payment)),
+    attr(
+        "crypto.signature",
+        G::EnumSet(&SIGNATURE_ALGORITHM, |r| r.crypto.signature),
+    ),
+    attr(
+        "crypto.hash",
+        G::EnumSet(&HASH_ALGORITHM, |r| r.crypto.hash),
+    ),
+    attr(
+        "crypto.cipher",
+        G::EnumSet(&CIPHER_ALGORITHM, |r| r.crypto.cipher),
+    ),
+    attr("key_custody", G::Enum(&KEY_CUSTODY, |r| r.key_custody)),
+    attr(
+        "contract_languages",
+        G::StrList(AsIs, |r| &r.contract_languages),
+    ),
+    attr("vm", G::Str(AsIs, |r| &r.vm)),
+    attr("services", G::EnumSet(&SERVICE, |r| r.services)),
+    attr(
+        "privacy_features",
+        G::EnumSet(&PRIVACY_FEATURE, |r| r.privacy_features),
+    ),
+    attr("addresses", G::StrList(Lower, |r| &r.addresses)),
+    attr("assets", G::StrList(Upper, |r| &r.assets)),
+    attr("data", G::Message(|r| r.data.is_some())),
+    attr(
+        "data.pd_on_chain",
+        G::Bool(|r| r.data.as_ref().is_some_and(|d| d.pd_on_chain)),
+    ),
+    attr(
+        "data.sensitive_pd",
+        G::Bool(|r| r.data.as_ref().is_some_and(|d| d.sensitive_pd)),
+    ),
+    attr(
+        "data.subject_jurisdictions",
+        G::StrList(Upper, |r| {
+            r.data
+                .as_ref()
+                .map_or(empty(), |d| &d.subject_jurisdictions)
+        }),
+    ),
+    attr(
+        "data.annual_subjects",
+        G::Int(|r| r.data.as_ref().map_or(0, |d| d.annual_subjects)),
+    ),
+    attr(
+        "data.storage_regions",
+        G::StrList(Upper, |r| {
+            r.data.as_ref().map_or(empty(), |d| &d.storage_regions)
+        }),
+    ),
+    attr(
+        "data.erasure_mechanism",
+        G::Enum(&ERASURE_MECHANISM, |r| {
+            r.data.as_ref().map_or(0, |d| d.erasure_mechanism)
+        }),
+    ),
+    attr(
+        "data.dpia_done",
+        G::Bool(|r| r.data.as_ref().is_some_and(|d| d.dpia_done)),
+    ),
+    attr(
+        "data.transfer_mechanisms",
+        G::EnumSet(&TRANSFER_MECHANISM, |r| {
+            r.data.as_ref().map_or(0, |d| d.transfer_mechanisms)
+        }),
+    ),
+    attr("moderation", G::Message(|r| r.moderation.is_some())),
+    attr(
+        "moderation.takedown_capable",
+        G::Bool(|r| r.moderation.as_ref().is_some_and(|m| m.takedown_capable)),
+    ),
+    attr(
+        "moderation.log_retention_days",
+        G::Int(|r| r.moderation.as_ref().map_or(0, |m| m.log_retention_days)),
+    ),
+    attr(
+        "end_user_identity",
+        G::Enum(&END_USER_IDENTITY, |r| r.end_user_identity),
+    ),
+    attr("operator", G::Message(|r| r.operator.is_some())),
+    attr(
+        "operator.entity_country",
+        G::Str(Upper, |r| {
+            r.operator.as_ref().map_or("", |o| &o.entity_country)
+        }),
+    ),
+    attr(
+        "operator.is_ciio",
+        G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.is_ciio)),
+    ),
+    attr(
+        "operator.cac_filing_id",
+        G::Str(AsIs, |r| {
+            r.operator.as_ref().map_or("", |o| &o.cac_filing_id)
+        }),
+    ),
+    attr(
+        "operator.licences",
+        G::Licences(|r| r.operator.as_ref().map_or(empty(), |o| &o.licences)),
+    ),
+    attr(
+        "operator.registrations",
+        G::StrList(AsIs, |r| {
+            r.operator.as_ref().map_or(empty(), |o| &o.registrations)
+        }),
+    ),
+    attr(
+        "operator.public_scope_eso",
+        G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.public_scope_eso)),
+    ),
+];
+
+/// Fields of one licence, readable inside `any operator.licences where (...)`.
+pub static LICENCE_FIELDS: &[(&str, fn(&Licence) -> &str)] = &[
+    ("regulator", |l| &l.regulator),
+    ("kind", |l| &l.kind),
+    ("id", |l| &l.id),
+];
+
+pub fn lookup(path: &str) -> Option<&'static Attr> {
+    ATTRS.iter().find(|a| a.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_names_round_trip() {
+        for def in [
+            &DEPLOYMENT_KIND,
+            &PROTOCOL_VARIANT,
+            &PERMISSION_MODEL,
+            &TOKEN_KIND,
+            &STABLECOIN_BACKING,
+            &GAS_PAYMENT,
+            &SIGNATURE_ALGORITHM,
+            &HASH_ALGORITHM,
+            &CIPHER_ALGORITHM,
+            &KEY_CUSTODY,
+            &SERVICE,
+            &PRIVACY_FEATURE,
+            &ERASURE_MECHANISM,
+            &TRANSFER_MECHANISM,
+            &END_USER_IDENTITY,
+        ] {
+            let names = def.names();
+            assert!(!names.is_empty(), "{}", def.name);
+            for name in names {
+                let n = def.number(&name).unwrap();
+                assert_eq!(def.short_name(n).unwrap(), name);
+            }
+            assert_eq!(def.number("unspecified"), None);
+        }
+        assert_eq!(DEPLOYMENT_KIND.number("mining"), Some(5));
+        assert_eq!(DEPLOYMENT_KIND.number("MINING"), None);
+    }
+
+    #[test]
+    fn paths_are_unique() {
+        let mut paths: Vec<_> = ATTRS.iter().map(|a| a.path).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), ATTRS.len());
+    }
+}
