@@ -10,10 +10,13 @@
 //! The shell does the I/O: [`loader`] reads policy directories, [`keys`] the key file,
 //! [`service`] and [`server`] answer gRPC, and the `silkgate` binary's `cli` dispatches.
 
+pub mod cases;
+pub mod checkpoint;
 pub mod decision;
 pub mod diag;
 pub mod keys;
 pub mod loader;
+pub mod merkle;
 pub mod policy;
 pub mod request;
 pub mod schema;

@@ -1,1 +1,28 @@
-//! TODO
+//! Runs the gRPC server on an already bound listener until `shutdown` resolves.
+//!
+//! Taking the listener (not an address) lets tests bind `127.0.0.1:0` and read the port.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::proto::server::compliance_server::ComplianceServer;
+use crate::service::{ComplianceService, NodeState};
+
+/// Largest request message accepted, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<NodeState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let service = ComplianceServer::new(ComplianceService::new(state))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

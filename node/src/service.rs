@@ -1,1 +1,253 @@
-//! TODO
+//! The `Compliance` gRPC service: request in, signed decision out.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::{Code, Request, Response, Status};
+
+use crate::decision::{self, Signer};
+use crate::policy::PolicySet;
+use crate::proto::{self, server::compliance_server::Compliance};
+use crate::request::Request as Deployment;
+use crate::time::Instant;
+use crate::wire;
+
+/// Most items one EvaluateBatch may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// Everything the service needs, shared by all requests.
+pub struct NodeState {
+    pub node_id: String,
+    /// Swapped as a whole on reload, so a request sees one consistent policy set.
+    pub policies: ArcSwap<PolicySet>,
+    pub signer: Signer,
+    pub key_valid_from: Instant,
+    /// How long a decision stays valid evidence, in seconds.
+    pub validity_secs: i64,
+}
+
+#[derive(Clone)]
+pub struct ComplianceService {
+    state: Arc<NodeState>,
+}
+
+/// Why one evaluation failed: a gRPC code, and the field it is about.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub field: String,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: Code, field: &str, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn status(&self) -> Status {
+        if self.field.is_empty() {
+            Status::new(self.code, &self.message)
+        } else {
+            Status::new(self.code, format!("{}: {}", self.field, self.message))
+        }
+    }
+}
+
+impl ComplianceService {
+    pub fn new(state: Arc<NodeState>) -> Self {
+        ComplianceService { state }
+    }
+
+    /// Evaluates one request. Never panics on any input; fails closed.
+    pub fn evaluate_one(
+        &self,
+        item: wire::EvaluateRequest,
+        now: Instant,
+    ) -> Result<proto::EvaluateResponse, Failure> {
+        let wire::EvaluateRequest {
+            jurisdiction,
+            request,
+            explain,
+        } = item;
+        if jurisdiction.is_empty() {
+            return Err(Failure::new(
+                Code::InvalidArgument,
+                "jurisdiction",
+                "required",
+            ));
+        }
+        let bytes: Bytes =
+            request.ok_or_else(|| Failure::new(Code::InvalidArgument, "request", "required"))?;
+        let request_sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        let parsed = proto::DeploymentRequest::decode(bytes).map_err(|e| {
+            Failure::new(
+                Code::InvalidArgument,
+                "request",
+                format!("not a DeploymentRequest: {e}"),
+            )
+        })?;
+        let req = Deployment::try_from(parsed).map_err(|e| {
+            Failure::new(
+                Code::InvalidArgument,
+                &format!("request.{}", e.field),
+                e.reason,
+            )
+        })?;
+
+        let policies = self.state.policies.load();
+        let Some(policy) = policies.get(&jurisdiction) else {
+            let known: Vec<&str> = policies.policies.keys().map(String::as_str).collect();
+            return Err(Failure::new(
+                Code::NotFound,
+                "jurisdiction",
+                format!(
+                    "no policy for `{}` on this node (it enforces: {})",
+                    jurisdiction.escape_debug(),
+                    known.join(", ")
+                ),
+            ));
+        };
+        let day = now.day();
+        let (outcome, traces) = if explain {
+            let (o, t) = policy.explain(&req, day);
+            (o, Some(t))
+        } else {
+            (policy.evaluate(&req, day), None)
+        };
+        let ctx = decision::Context {
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            node_id: &self.state.node_id,
+            request_sha256,
+            request_id: &req.request_id,
+            issued_at: now,
+            validity_secs: self.state.validity_secs,
+        };
+        let d = decision::build(policy, &outcome, &ctx, self.state.signer.key_id());
+        let signed = decision::sign(&d, &self.state.signer);
+        let rules: Vec<&str> = outcome
+            .matched
+            .iter()
+            .map(|&i| policy.rules[i as usize].id.as_str())
+            .collect();
+        tracing::info!(
+            decision.id = %ctx.decision_id,
+            request.id = %req.request_id,
+            jurisdiction = %policy.jurisdiction,
+            verdict = outcome.verdict.as_str(),
+            rules = %rules.join(","),
+            policy.digest = %hex::encode(policy.digest),
+            "decision"
+        );
+        let explanation = traces
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let r = &policy.rules[t.rule];
+                let (failed_condition, actual) = t.failed.unwrap_or_default();
+                proto::RuleTrace {
+                    rule_id: r.id.clone(),
+                    effect: decision::effect_to_proto(r.effect) as i32,
+                    in_force: t.in_force,
+                    matched: t.matched,
+                    failed_condition,
+                    actual,
+                }
+            })
+            .collect();
+        Ok(proto::EvaluateResponse {
+            decision: Some(signed),
+            log_index: 0,
+            explanation,
+        })
+    }
+
+    pub fn node_info(&self) -> proto::NodeInfoResponse {
+        let policies = self.state.policies.load();
+        let jurisdictions = policies
+            .policies
+            .values()
+            .map(|p| proto::JurisdictionInfo {
+                jurisdiction: p.jurisdiction.clone(),
+                policy_id: p.id.clone(),
+                policy_version: p.version.clone(),
+                policy_sha256: p.digest.to_vec(),
+                rule_count: p.rules.len() as u32,
+                name: p.name.clone(),
+                loaded_at: None,
+                last_error: String::new(),
+            })
+            .collect();
+        let key = self.state.signer.verifying_key();
+        proto::NodeInfoResponse {
+            node_id: self.state.node_id.clone(),
+            jurisdictions,
+            keys: vec![proto::PublicKey {
+                public_key: key.as_bytes().to_vec(),
+                key_id: self.state.signer.key_id().to_string(),
+                algorithm: "ed25519".into(),
+                valid_from: Some(self.state.key_valid_from.to_timestamp()),
+                valid_until: None,
+                purposes: vec!["decisions".into()],
+            }],
+            build_version: crate::BUILD_VERSION.to_string(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Compliance for ComplianceService {
+    async fn evaluate(
+        &self,
+        request: Request<wire::EvaluateRequest>,
+    ) -> Result<Response<proto::EvaluateResponse>, Status> {
+        self.evaluate_one(request.into_inner(), Instant::now())
+            .map(Response::new)
+            .map_err(|f| f.status())
+    }
+
+    async fn evaluate_batch(
+        &self,
+        request: Request<wire::EvaluateBatchRequest>,
+    ) -> Result<Response<proto::EvaluateBatchResponse>, Status> {
+        let items = request.into_inner().items;
+        if items.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "items: at most {MAX_BATCH} per batch, got {}",
+                items.len()
+            )));
+        }
+        let now = Instant::now();
+        let results = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let result = match self.evaluate_one(item, now) {
+                    Ok(r) => proto::batch_result::Result::Ok(r),
+                    Err(f) => proto::batch_result::Result::Error(proto::ItemError {
+                        code: f.code as i32,
+                        message: format!("items[{i}].{}: {}", f.field, f.message),
+                        field: f.field,
+                    }),
+                };
+                proto::BatchResult {
+                    result: Some(result),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::EvaluateBatchResponse { results }))
+    }
+
+    async fn node_info(
+        &self,
+        _: Request<proto::NodeInfoRequest>,
+    ) -> Result<Response<proto::NodeInfoResponse>, Status> {
+        Ok(Response::new(ComplianceService::node_info(self)))
+    }
+}

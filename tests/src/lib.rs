@@ -1,1 +1,169 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: start a real node on 127.0.0.1:0, connect a
+//! client, and verify signed decisions the way an outside verifier would.
+//!
+//! The verifier here is written from the README's "Formats for verifiers" section only:
+//! it does not call `silkgate::decision`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+use silkgate::proto;
+use silkgate::proto::compliance_client::ComplianceClient;
+use silkgate::service::NodeState;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// The shipped policy directory.
+pub fn shipped_policy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy")
+}
+
+/// A small policy used by tests that must not depend on the shipped pack.
+pub const TEST_POLICY: &str = r#"
+[policy]
+id = "xx-test"
+jurisdiction = "XX"
+name = "Test jurisdiction"
+version = "1.0.0"
+default = "allow"
+
+[[rule]]
+id = "xx.permissionless"
+effect = "deny"
+when = 'permission_model == "permissionless"'
+message = "permissionless chains are not hosted"
+citation = "Test Act s. 1"
+url = "https://example.org/test-act"
+
+[[rule]]
+id = "xx.retail"
+effect = "warn"
+when = 'serves_retail'
+message = "retail service needs a consumer notice"
+citation = "Test Act s. 2"
+"#;
+
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl TestNode {
+    /// Starts a node on 127.0.0.1:0 over `policy_dir` (or the test policy when `None`).
+    pub async fn start(policy_dir: Option<&Path>) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = match policy_dir {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = dir.path().join("policy");
+                std::fs::create_dir_all(&p).unwrap();
+                std::fs::write(p.join("xx.toml"), TEST_POLICY).unwrap();
+                p
+            }
+        };
+        let policies = silkgate::loader::load_dir(&pdir, None).unwrap();
+        let key = silkgate::keys::load_or_create(&dir.path().join("data/node.key")).unwrap();
+        let state = Arc::new(NodeState {
+            node_id: "test-node".into(),
+            policies: arc_swap::ArcSwap::from_pointee(policies),
+            key_valid_from: key.valid_from,
+            signer: key.signer,
+            validity_secs: 3600,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(async move {
+            silkgate::server::run(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestNode {
+            addr,
+            dir,
+            stop: Some(tx),
+            handle,
+        }
+    }
+
+    pub async fn client(&self) -> ComplianceClient<Channel> {
+        ComplianceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.handle).await;
+    }
+}
+
+/// A request the test policy allows.
+pub fn allowed_request(id: &str) -> proto::DeploymentRequest {
+    proto::DeploymentRequest {
+        request_id: id.into(),
+        deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
+        protocol: Some(proto::Protocol {
+            name: "hyperledger-fabric".into(),
+            ..Default::default()
+        }),
+        permission_model: proto::PermissionModel::Permissioned as i32,
+        ..Default::default()
+    }
+}
+
+/// DSSE v1 PAE, from the README: "DSSEv1" SP len(type) SP type SP len(payload) SP payload.
+pub fn readme_pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut m = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
+    m.extend_from_slice(payload);
+    m
+}
+
+/// Verifies an envelope with the README's rules and returns the decoded decision.
+pub fn readme_verify(
+    env: &proto::SignedDecision,
+    keys: &[proto::PublicKey],
+) -> Result<proto::Decision, String> {
+    use prost::Message;
+    if env.payload_type != "application/vnd.silkgate.decision.v1+protobuf" {
+        return Err(format!("payload type {}", env.payload_type));
+    }
+    let sig = env.signatures.first().ok_or("no signature")?;
+    let key = keys
+        .iter()
+        .find(|k| k.key_id == sig.keyid)
+        .ok_or("unknown key id")?;
+    if hex::encode(Sha256::digest(&key.public_key)) != key.key_id {
+        return Err("key id is not the SHA-256 of the public key".into());
+    }
+    let vk = VerifyingKey::from_bytes(
+        key.public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| "key length")?,
+    )
+    .map_err(|e| e.to_string())?;
+    let s = Signature::from_slice(&sig.sig).map_err(|e| e.to_string())?;
+    vk.verify_strict(&readme_pae(&env.payload_type, &env.payload), &s)
+        .map_err(|e| e.to_string())?;
+    let d = proto::Decision::decode(env.payload.as_slice()).map_err(|e| e.to_string())?;
+    if d.key_id != sig.keyid {
+        return Err("decision key id differs from signature key id".into());
+    }
+    Ok(d)
+}

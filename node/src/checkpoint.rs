@@ -1,0 +1,1 @@
+//! Checkpoints (C2SP tlog-checkpoint signed notes): being written.

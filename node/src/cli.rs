@@ -1,0 +1,65 @@
+//! Subcommands of the `silkgate` binary, one file each.
+//!
+//! Exit codes: 0 success (allow, valid, all tests pass); 1 a negative answer (deny,
+//! invalid signature, failing tests); 2 an operational error (unreadable file, network,
+//! bad usage); 3 invalid input (a policy or request that does not load).
+
+mod check;
+mod eval;
+mod keygen;
+mod serve;
+mod test;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub const EXIT_NEGATIVE: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+pub const EXIT_INVALID: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "silkgate",
+    version,
+    about = "Compliance node for multi-jurisdiction blockchain hosting"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node: load policies and key, answer gRPC.
+    Serve(serve::Args),
+    /// Validate a policy directory and list every error.
+    Check(check::Args),
+    /// Run the policy test cases (*.tests.toml) in a directory.
+    Test(test::Args),
+    /// Evaluate a request file offline and print the decision.
+    Eval(eval::Args),
+    /// Create a new Ed25519 signing key (PKCS#8 PEM, mode 0600).
+    Keygen(keygen::Args),
+    /// Verify a signed decision against a public key or a running node.
+    Verify(verify::Args),
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Keygen(a) => keygen::run(a),
+        Command::Verify(a) => verify::run(a),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints an error for a person and returns the operational-error exit code.
+pub fn fail(e: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {e}");
+    EXIT_ERROR
+}
