@@ -217,60 +217,6 @@ pub fn verify(
     Ok(d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pae_matches_the_dsse_spec_example() {
-        // From the DSSE v1 protocol document.
-        let got = pae("http://example.com/HelloWorld", b"hello world");
-        assert_eq!(
-            got,
-            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
-        );
-    }
-
-    #[test]
-    fn sign_then_verify_and_tamper() {
-        let signer = Signer::new(SigningKey::from_bytes(&[9; 32]));
-        let d = proto::Decision {
-            decision_id: "d".into(),
-            key_id: signer.key_id().into(),
-            ..Default::default()
-        };
-        let env = sign(&d, &signer);
-        let keys = [signer.verifying_key()];
-        assert_eq!(verify(&env, &keys, None).unwrap(), d);
-        for i in 0..env.payload.len() {
-            let mut bad = env.clone();
-            bad.payload[i] ^= 1;
-            assert!(verify(&bad, &keys, None).is_err(), "byte {i}");
-        }
-        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
-        assert!(matches!(
-            verify(&env, &[other], None),
-            Err(VerifyError::UnknownKey(_))
-        ));
-        let mut bad = env.clone();
-        bad.payload_type.push('x');
-        assert!(matches!(
-            verify(&bad, &keys, None),
-            Err(VerifyError::PayloadType(_))
-        ));
-    }
-
-    #[test]
-    fn debug_hides_the_key() {
-        let signer = Signer::new(SigningKey::from_bytes(&[9; 32]));
-        let shown = format!("{signer:?}");
-        assert!(
-            shown.contains("key_id") && !shown.contains("09, 09"),
-            "{shown}"
-        );
-    }
-}
-
 /// The DSSE JSON envelope: `{"payloadType", "payload" (base64), "signatures": [{"keyid",
 /// "sig" (base64)}]}`, as DSSE tooling reads and writes it.
 pub fn to_dsse_json(env: &proto::SignedDecision) -> serde_json::Value {
@@ -358,4 +304,58 @@ pub fn decision_json(d: &proto::Decision) -> serde_json::Value {
         "not_after": time(&d.not_after),
         "default_applied": d.default_applied,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pae_matches_the_dsse_spec_example() {
+        // From the DSSE v1 protocol document.
+        let got = pae("http://example.com/HelloWorld", b"hello world");
+        assert_eq!(
+            got,
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
+    }
+
+    #[test]
+    fn sign_then_verify_and_tamper() {
+        let signer = Signer::new(SigningKey::from_bytes(&[9; 32]));
+        let d = proto::Decision {
+            decision_id: "d".into(),
+            key_id: signer.key_id().into(),
+            ..Default::default()
+        };
+        let env = sign(&d, &signer);
+        let keys = [signer.verifying_key()];
+        assert_eq!(verify(&env, &keys, None).unwrap(), d);
+        for i in 0..env.payload.len() {
+            let mut bad = env.clone();
+            bad.payload[i] ^= 1;
+            assert!(verify(&bad, &keys, None).is_err(), "byte {i}");
+        }
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert!(matches!(
+            verify(&env, &[other], None),
+            Err(VerifyError::UnknownKey(_))
+        ));
+        let mut bad = env.clone();
+        bad.payload_type.push('x');
+        assert!(matches!(
+            verify(&bad, &keys, None),
+            Err(VerifyError::PayloadType(_))
+        ));
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let signer = Signer::new(SigningKey::from_bytes(&[9; 32]));
+        let shown = format!("{signer:?}");
+        assert!(
+            shown.contains("key_id") && !shown.contains("09, 09"),
+            "{shown}"
+        );
+    }
 }

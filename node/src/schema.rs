@@ -338,7 +338,10 @@ pub static ATTRS: &[Attr] = &[
 ];
 
 /// Fields of one licence, readable inside `any operator.licences where (...)`.
-pub static LICENCE_FIELDS: &[(&str, fn(&Licence) -> &str)] = &[
+/// Reads one string field of a licence.
+pub type LicenceField = fn(&Licence) -> &str;
+
+pub static LICENCE_FIELDS: &[(&str, LicenceField)] = &[
     ("regulator", |l| &l.regulator),
     ("kind", |l| &l.kind),
     ("id", |l| &l.id),

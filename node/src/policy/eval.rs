@@ -185,7 +185,7 @@ fn cmp(a: i64, op: CmpOp, b: i64) -> bool {
 fn str_of<'a>(get: &StrGet, env: &Env<'a>) -> Option<&'a str> {
     match get {
         StrGet::Req(g) => Some(g(env.req)),
-        StrGet::Licence(g) => env.licence.map(|l| g(l)),
+        StrGet::Licence(g) => env.licence.map(g),
         StrGet::Label(k) => env.req.labels.get(&**k).map(String::as_str),
     }
 }

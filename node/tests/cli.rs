@@ -1,0 +1,149 @@
+//! The `silkgate` binary's subcommands and their exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn silkgate(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_silkgate"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const POLICY: &str = r#"[policy]
+id = "xx"
+jurisdiction = "XX"
+name = "XX"
+version = "1"
+default = "allow"
+
+[[rule]]
+id = "xx.mining"
+effect = "deny"
+when = 'deployment_kind == "mining"'
+message = "no mining"
+citation = "XX Act s. 1"
+"#;
+
+const REQUEST: &str = r#"request_id = "cli-1"
+deployment_kind = "permissioned_app"
+permission_model = "permissioned"
+[protocol]
+name = "hyperledger-fabric"
+"#;
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policy")).unwrap();
+    std::fs::write(dir.path().join("policy/xx.toml"), POLICY).unwrap();
+    std::fs::write(dir.path().join("allow.toml"), REQUEST).unwrap();
+    std::fs::write(
+        dir.path().join("deny.toml"),
+        REQUEST.replace("permissioned_app", "mining"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn check_reports_errors_with_positions() {
+    let dir = setup();
+    let d = dir.path();
+    let ok = silkgate(&["check", "policy"], d);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    std::fs::write(
+        d.join("policy/xx.toml"),
+        POLICY.replace("\"mining\"", "\"minning\""),
+    )
+    .unwrap();
+    let bad = silkgate(&["check", "policy"], d);
+    assert_eq!(bad.status.code(), Some(3));
+    let out = text(&bad);
+    assert!(
+        out.contains("policy/xx.toml:11:28: error: `minning` is not a value of `deployment_kind`"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean \"mining\"?"), "{out}");
+}
+
+#[test]
+fn eval_sign_and_verify() {
+    let dir = setup();
+    let d = dir.path();
+    let kg = silkgate(&["keygen", "--out", "k.pem"], d);
+    assert_eq!(kg.status.code(), Some(0), "{}", text(&kg));
+    let public = text(&kg)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let allow = silkgate(&["eval", "-j", "XX", "allow.toml"], d);
+    assert_eq!(allow.status.code(), Some(0), "{}", text(&allow));
+    let deny = silkgate(
+        &[
+            "eval",
+            "-j",
+            "XX",
+            "deny.toml",
+            "--sign",
+            "k.pem",
+            "--explain",
+        ],
+        d,
+    );
+    assert_eq!(deny.status.code(), Some(1), "{}", text(&deny));
+    let out = String::from_utf8_lossy(&deny.stdout).to_string();
+    assert!(out.contains("deny  xx.mining: no mining"), "{out}");
+    let json = &out[out.find('{').unwrap()..];
+    std::fs::write(d.join("d.json"), json).unwrap();
+
+    let v = silkgate(&["verify", "d.json", "--public-key", &public], d);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    assert!(text(&v).contains("VERDICT_DENY"));
+
+    let other = silkgate(&["keygen", "--out", "other.pem"], d);
+    let other_pub = text(&other)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let v = silkgate(&["verify", "d.json", "--public-key", &other_pub], d);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+
+    let v = silkgate(&["verify", "missing.json", "--public-key", &public], d);
+    assert_eq!(v.status.code(), Some(2));
+
+    let bad_req = silkgate(
+        &["eval", "-j", "XX", "allow.toml", "--policy-dir", "nope"],
+        d,
+    );
+    assert_eq!(bad_req.status.code(), Some(3));
+}
+
+#[test]
+fn serve_refuses_a_key_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = setup();
+    let d = dir.path();
+    silkgate(&["keygen", "--out", "k.pem"], d);
+    std::fs::set_permissions(d.join("k.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = silkgate(&["serve", "--key", "k.pem", "--listen", "127.0.0.1:0"], d);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("readable by group or others (mode 644)"),
+        "{}",
+        text(&out)
+    );
+}
