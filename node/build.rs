@@ -15,10 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("silkgate_descriptor.bin"), fds.encode_to_vec())?;
 
-    tonic_prost_build::configure()
-        .build_server(false)
-        .build_client(true)
-        .compile_fds(fds)?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds)?;
 
     let method = |name: &str, route: &str, input: &str, output: &str| {
         tonic_build::manual::Method::builder()
@@ -32,30 +29,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let compliance = tonic_build::manual::Service::builder()
         .name("Compliance")
         .package("silkgate.v1")
-        .method(method(
-            "evaluate",
-            "Evaluate",
-            "crate::wire::EvaluateRequest",
-            "crate::proto::EvaluateResponse",
-        ))
+        .method(method("evaluate", "Evaluate", "crate::wire::EvaluateRequest", "crate::proto::EvaluateResponse"))
         .method(method(
             "evaluate_batch",
             "EvaluateBatch",
             "crate::wire::EvaluateBatchRequest",
             "crate::proto::EvaluateBatchResponse",
         ))
-        .method(method(
-            "node_info",
-            "NodeInfo",
-            "crate::proto::NodeInfoRequest",
-            "crate::proto::NodeInfoResponse",
-        ))
+        .method(method("node_info", "NodeInfo", "crate::proto::NodeInfoRequest", "crate::proto::NodeInfoResponse"))
         .build();
     let server_out = out.join("server");
     std::fs::create_dir_all(&server_out)?;
-    tonic_build::manual::Builder::new()
-        .build_client(false)
-        .out_dir(&server_out)
-        .compile(&[compliance]);
+    tonic_build::manual::Builder::new().build_client(false).out_dir(&server_out).compile(&[compliance]);
     Ok(())
 }

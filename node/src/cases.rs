@@ -82,11 +82,7 @@ pub fn parse(text: &str) -> Result<CasesFile, String> {
 
 fn day_of(dt: &toml::value::Datetime) -> Result<Day, String> {
     match (dt.date, dt.time) {
-        (Some(d), None) => Ok(Day::from_ymd(
-            i32::from(d.year),
-            u32::from(d.month),
-            u32::from(d.day),
-        )),
+        (Some(d), None) => Ok(Day::from_ymd(i32::from(d.year), u32::from(d.month), u32::from(d.day))),
         _ => Err(format!("`at` must be a date like 2026-01-31, found {dt}")),
     }
 }
@@ -96,10 +92,7 @@ fn unset(table: &mut toml::Table, path: &str) -> Result<(), String> {
     let mut t = table;
     while let Some(p) = parts.next() {
         if parts.peek().is_none() {
-            return t
-                .remove(p)
-                .map(|_| ())
-                .ok_or_else(|| format!("unset: `{path}` is not in the base request"));
+            return t.remove(p).map(|_| ()).ok_or_else(|| format!("unset: `{path}` is not in the base request"));
         }
         t = t
             .get_mut(p)
@@ -153,20 +146,13 @@ pub fn run(file: &CasesFile, policy: &Policy) -> Report {
         };
         for id in &case.rules {
             if !policy.rules.iter().any(|r| &r.id == id) {
-                problems.push(format!(
-                    "expected rule `{id}` does not exist in {}",
-                    policy.file
-                ));
+                problems.push(format!("expected rule `{id}` does not exist in {}", policy.file));
             }
         }
         match (day, expect, case_request(file, case)) {
             (Ok(day), Ok(expect), Ok(req)) => {
                 let out = policy.evaluate(&req, day);
-                matched = out
-                    .matched
-                    .iter()
-                    .map(|&i| policy.rules[i as usize].id.clone())
-                    .collect();
+                matched = out.matched.iter().map(|&i| policy.rules[i as usize].id.clone()).collect();
                 for (i, r) in policy.rules.iter().enumerate() {
                     if out.matched.contains(&(i as u16)) {
                         fired.insert(r.id.clone());
@@ -175,21 +161,14 @@ pub fn run(file: &CasesFile, policy: &Policy) -> Report {
                     }
                 }
                 if out.verdict != expect {
-                    problems.push(format!(
-                        "expected {}, got {}",
-                        expect.as_str(),
-                        out.verdict.as_str()
-                    ));
+                    problems.push(format!("expected {}, got {}", expect.as_str(), out.verdict.as_str()));
                 }
                 let want: BTreeSet<&str> = case.rules.iter().map(String::as_str).collect();
                 let got: BTreeSet<&str> = matched.iter().map(String::as_str).collect();
                 let missing: Vec<&str> = want.difference(&got).copied().collect();
                 let extra: Vec<&str> = got.difference(&want).copied().collect();
                 if !missing.is_empty() {
-                    problems.push(format!(
-                        "expected to match but did not: {}",
-                        missing.join(", ")
-                    ));
+                    problems.push(format!("expected to match but did not: {}", missing.join(", ")));
                 }
                 if !extra.is_empty() {
                     problems.push(format!("matched but not expected: {}", extra.join(", ")));
@@ -201,11 +180,7 @@ pub fn run(file: &CasesFile, policy: &Policy) -> Report {
                 problems.extend(r.err());
             }
         }
-        cases.push(CaseResult {
-            name: case.name.clone(),
-            problems,
-            matched,
-        });
+        cases.push(CaseResult { name: case.name.clone(), problems, matched });
     }
     let mut coverage = Vec::new();
     for r in &policy.rules {
@@ -213,10 +188,8 @@ pub fn run(file: &CasesFile, policy: &Policy) -> Report {
             coverage.push(format!("rule `{}` matches in no case", r.id));
         }
         if !quiet.contains(&r.id) {
-            coverage.push(format!(
-                "rule `{}` matches in every case: add a near-identical case where it does not",
-                r.id
-            ));
+            coverage
+                .push(format!("rule `{}` matches in every case: add a near-identical case where it does not", r.id));
         }
     }
     Report { cases, coverage }
@@ -272,13 +245,7 @@ patch = { token = { tradable = true } }
         let report = run(&file, &policy);
         assert!(report.cases[0].problems.is_empty(), "{:?}", report.cases[0]);
         assert!(report.cases[1].problems.is_empty(), "{:?}", report.cases[1]);
-        assert_eq!(
-            report.cases[2].problems,
-            [
-                "expected allow, got deny",
-                "matched but not expected: t.retail"
-            ]
-        );
+        assert_eq!(report.cases[2].problems, ["expected allow, got deny", "matched but not expected: t.retail"]);
         assert!(report.coverage.is_empty());
         assert!(!report.passed());
     }

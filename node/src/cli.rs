@@ -20,11 +20,7 @@ pub const EXIT_ERROR: u8 = 2;
 pub const EXIT_INVALID: u8 = 3;
 
 #[derive(Parser)]
-#[command(
-    name = "silkgate",
-    version,
-    about = "Compliance node for multi-jurisdiction blockchain hosting"
-)]
+#[command(name = "silkgate", version, about = "Compliance node for multi-jurisdiction blockchain hosting")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -67,9 +67,7 @@ impl Signer {
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signer")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Signer").field("key_id", &self.key_id).finish_non_exhaustive()
     }
 }
 
@@ -93,12 +91,7 @@ pub fn effect_to_proto(e: Effect) -> proto::Effect {
 }
 
 /// Builds the `Decision` message for an outcome of `policy`.
-pub fn build(
-    policy: &Policy,
-    outcome: &Outcome,
-    ctx: &Context<'_>,
-    key_id: &str,
-) -> proto::Decision {
+pub fn build(policy: &Policy, outcome: &Outcome, ctx: &Context<'_>, key_id: &str) -> proto::Decision {
     let matched_rules = outcome
         .matched
         .iter()
@@ -117,10 +110,7 @@ pub fn build(
         Verdict::Allow => proto::Verdict::Allow,
         Verdict::Deny => proto::Verdict::Deny,
     };
-    let not_after = Instant {
-        secs: ctx.issued_at.secs.saturating_add(ctx.validity_secs),
-        nanos: ctx.issued_at.nanos,
-    };
+    let not_after = Instant { secs: ctx.issued_at.secs.saturating_add(ctx.validity_secs), nanos: ctx.issued_at.nanos };
     proto::Decision {
         decision_id: ctx.decision_id.clone(),
         verdict: verdict as i32,
@@ -148,10 +138,7 @@ pub fn sign(decision: &proto::Decision, signer: &Signer) -> proto::SignedDecisio
     proto::SignedDecision {
         payload,
         payload_type: PAYLOAD_TYPE.to_string(),
-        signatures: vec![proto::Signature {
-            sig: sig.to_vec(),
-            keyid: signer.key_id.clone(),
-        }],
+        signatures: vec![proto::Signature { sig: sig.to_vec(), keyid: signer.key_id.clone() }],
     }
 }
 
@@ -188,10 +175,9 @@ pub fn verify(
         let Some(key) = keys.iter().find(|k| key_id(k) == s.keyid) else {
             continue;
         };
-        let sig = ed25519_dalek::Signature::from_slice(&s.sig)
-            .map_err(|_| VerifyError::BadSignature(s.keyid.clone()))?;
-        key.verify_strict(&message, &sig)
-            .map_err(|_| VerifyError::BadSignature(s.keyid.clone()))?;
+        let sig =
+            ed25519_dalek::Signature::from_slice(&s.sig).map_err(|_| VerifyError::BadSignature(s.keyid.clone()))?;
+        key.verify_strict(&message, &sig).map_err(|_| VerifyError::BadSignature(s.keyid.clone()))?;
         verified = Some(s.keyid.clone());
         break;
     }
@@ -199,20 +185,14 @@ pub fn verify(
         let ids: Vec<&str> = env.signatures.iter().map(|s| s.keyid.as_str()).collect();
         return Err(VerifyError::UnknownKey(ids.join(", ")));
     };
-    let d = proto::Decision::decode(env.payload.as_slice())
-        .map_err(|e| VerifyError::Payload(e.to_string()))?;
+    let d = proto::Decision::decode(env.payload.as_slice()).map_err(|e| VerifyError::Payload(e.to_string()))?;
     if d.key_id != outer {
-        return Err(VerifyError::KeyMismatch {
-            inner: d.key_id,
-            outer,
-        });
+        return Err(VerifyError::KeyMismatch { inner: d.key_id, outer });
     }
     if let (Some(now), Some(na)) = (now, &d.not_after)
         && (now.secs, now.nanos as i32) > (na.seconds, na.nanos)
     {
-        return Err(VerifyError::Expired(
-            Instant::from_secs(na.seconds).rfc3339(),
-        ));
+        return Err(VerifyError::Expired(Instant::from_secs(na.seconds).rfc3339()));
     }
     Ok(d)
 }
@@ -237,51 +217,23 @@ pub fn from_dsse_json(text: &str) -> Result<proto::SignedDecision, String> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let field = |name: &str| {
-        v.get(name)
-            .and_then(|x| x.as_str())
-            .ok_or_else(|| format!("missing string `{name}`"))
-    };
-    let payload = b64
-        .decode(field("payload")?)
-        .map_err(|e| format!("payload: {e}"))?;
+    let field = |name: &str| v.get(name).and_then(|x| x.as_str()).ok_or_else(|| format!("missing string `{name}`"));
+    let payload = b64.decode(field("payload")?).map_err(|e| format!("payload: {e}"))?;
     let mut signatures = Vec::new();
-    for (i, s) in v
-        .get("signatures")
-        .and_then(|s| s.as_array())
-        .ok_or("missing array `signatures`")?
-        .iter()
-        .enumerate()
+    for (i, s) in v.get("signatures").and_then(|s| s.as_array()).ok_or("missing array `signatures`")?.iter().enumerate()
     {
-        let keyid = s
-            .get("keyid")
-            .and_then(|x| x.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let sig = s
-            .get("sig")
-            .and_then(|x| x.as_str())
-            .ok_or_else(|| format!("signatures[{i}]: missing `sig`"))?;
-        let sig = b64
-            .decode(sig)
-            .map_err(|e| format!("signatures[{i}].sig: {e}"))?;
+        let keyid = s.get("keyid").and_then(|x| x.as_str()).unwrap_or_default().to_string();
+        let sig = s.get("sig").and_then(|x| x.as_str()).ok_or_else(|| format!("signatures[{i}]: missing `sig`"))?;
+        let sig = b64.decode(sig).map_err(|e| format!("signatures[{i}].sig: {e}"))?;
         signatures.push(proto::Signature { sig, keyid });
     }
-    Ok(proto::SignedDecision {
-        payload,
-        payload_type: field("payloadType")?.to_string(),
-        signatures,
-    })
+    Ok(proto::SignedDecision { payload, payload_type: field("payloadType")?.to_string(), signatures })
 }
 
 /// A decision as readable JSON (enum names, hex digests, RFC 3339 times).
 pub fn decision_json(d: &proto::Decision) -> serde_json::Value {
-    let time = |t: &Option<prost_types::Timestamp>| {
-        t.as_ref().map(|t| Instant::from_secs(t.seconds).rfc3339())
-    };
-    let verdict = proto::Verdict::try_from(d.verdict)
-        .map(|v| v.as_str_name())
-        .unwrap_or("UNKNOWN");
+    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| Instant::from_secs(t.seconds).rfc3339());
+    let verdict = proto::Verdict::try_from(d.verdict).map(|v| v.as_str_name()).unwrap_or("UNKNOWN");
     serde_json::json!({
         "decision_id": d.decision_id,
         "verdict": verdict,
@@ -314,20 +266,13 @@ mod tests {
     fn pae_matches_the_dsse_spec_example() {
         // From the DSSE v1 protocol document.
         let got = pae("http://example.com/HelloWorld", b"hello world");
-        assert_eq!(
-            got,
-            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
-        );
+        assert_eq!(got, b"DSSEv1 29 http://example.com/HelloWorld 11 hello world");
     }
 
     #[test]
     fn sign_then_verify_and_tamper() {
         let signer = Signer::new(SigningKey::from_bytes(&[9; 32]));
-        let d = proto::Decision {
-            decision_id: "d".into(),
-            key_id: signer.key_id().into(),
-            ..Default::default()
-        };
+        let d = proto::Decision { decision_id: "d".into(), key_id: signer.key_id().into(), ..Default::default() };
         let env = sign(&d, &signer);
         let keys = [signer.verifying_key()];
         assert_eq!(verify(&env, &keys, None).unwrap(), d);
@@ -337,25 +282,16 @@ mod tests {
             assert!(verify(&bad, &keys, None).is_err(), "byte {i}");
         }
         let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
-        assert!(matches!(
-            verify(&env, &[other], None),
-            Err(VerifyError::UnknownKey(_))
-        ));
+        assert!(matches!(verify(&env, &[other], None), Err(VerifyError::UnknownKey(_))));
         let mut bad = env.clone();
         bad.payload_type.push('x');
-        assert!(matches!(
-            verify(&bad, &keys, None),
-            Err(VerifyError::PayloadType(_))
-        ));
+        assert!(matches!(verify(&bad, &keys, None), Err(VerifyError::PayloadType(_))));
     }
 
     #[test]
     fn debug_hides_the_key() {
         let signer = Signer::new(SigningKey::from_bytes(&[9; 32]));
         let shown = format!("{signer:?}");
-        assert!(
-            shown.contains("key_id") && !shown.contains("09, 09"),
-            "{shown}"
-        );
+        assert!(shown.contains("key_id") && !shown.contains("09, 09"), "{shown}");
     }
 }

@@ -30,14 +30,10 @@ impl Diagnostic {
     pub fn at(file: &str, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
         let start = span.start.min(source.len());
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..]
-            .find('\n')
-            .map_or(source.len(), |i| start + i);
+        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
         let column = source[line_start..start].chars().count() + 1;
-        let text = source[line_start..line_end]
-            .trim_end_matches('\r')
-            .to_string();
+        let text = source[line_start..line_end].trim_end_matches('\r').to_string();
         let end = span.end.clamp(start, line_end);
         let width = source[start..end].chars().count().max(1);
         Diagnostic {
@@ -85,18 +81,10 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {kind}: {}",
-            self.file, self.line, self.column, self.message
-        )?;
+        write!(f, "{}:{}:{}: {kind}: {}", self.file, self.line, self.column, self.message)?;
         if let Some((text, width)) = &self.snippet {
             let gutter = self.line.to_string().len();
-            write!(
-                f,
-                "\n{:gutter$} |\n{} | {}\n{:gutter$} | ",
-                "", self.line, text, ""
-            )?;
+            write!(f, "\n{:gutter$} |\n{} | {}\n{:gutter$} | ", "", self.line, text, "")?;
             // Keep tabs so the caret lines up under the same characters.
             for c in text.chars().take(self.column - 1) {
                 f.write_str(if c == '\t' { "\t" } else { " " })?;
@@ -132,10 +120,7 @@ mod tests {
         let d = Diagnostic::at("p.toml", src, 6..8, "unknown key `bb`");
         assert_eq!((d.line, d.column), (2, 1));
         let text = d.to_string();
-        assert!(
-            text.starts_with("p.toml:2:1: error: unknown key `bb`"),
-            "{text}"
-        );
+        assert!(text.starts_with("p.toml:2:1: error: unknown key `bb`"), "{text}");
         assert!(text.contains("2 | bb = 2\n  | ^^"), "{text}");
     }
 

@@ -14,13 +14,8 @@ use crate::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("key file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}` and restart"
-    )]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}` and restart")]
     Permissions { path: PathBuf, mode: u32 },
     #[error("key file {path} is not an Ed25519 PKCS#8 PEM private key: {reason}")]
     Format { path: PathBuf, reason: String },
@@ -43,25 +38,14 @@ pub fn generate() -> SigningKey {
 
 /// Writes `key` as PKCS#8 PEM to a new file with mode 0600; never overwrites.
 pub fn write_new(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| KeyError::Io { path: path.to_path_buf(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(io)?;
     }
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| KeyError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
+        .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
     f.write_all(pem.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(())
@@ -69,35 +53,18 @@ pub fn write_new(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
 
 /// Loads the key at `path`, refusing a file readable by group or others.
 pub fn load(path: &Path) -> Result<LoadedKey, KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| KeyError::Io { path: path.to_path_buf(), source };
     let meta = fs::metadata(path).map_err(io)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-        });
+        return Err(KeyError::Permissions { path: path.to_path_buf(), mode });
     }
     let text = fs::read_to_string(path).map_err(io)?;
-    let key = SigningKey::from_pkcs8_pem(&text).map_err(|e| KeyError::Format {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    let valid_from = modified.map_or(Instant::from_secs(0), |d| {
-        Instant::from_secs(d.as_secs() as i64)
-    });
-    Ok(LoadedKey {
-        signer: Signer::new(key),
-        valid_from,
-        created: false,
-    })
+    let key = SigningKey::from_pkcs8_pem(&text)
+        .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let valid_from = modified.map_or(Instant::from_secs(0), |d| Instant::from_secs(d.as_secs() as i64));
+    Ok(LoadedKey { signer: Signer::new(key), valid_from, created: false })
 }
 
 /// Loads the key at `path`, creating it first when the file does not exist.
@@ -121,20 +88,14 @@ mod tests {
         let path = dir.path().join("sub/node.key");
         let first = load_or_create(&path).unwrap();
         assert!(first.created);
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let again = load_or_create(&path).unwrap();
         assert!(!again.created);
         assert_eq!(first.signer.key_id(), again.signer.key_id());
 
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         let err = load(&path).err().unwrap().to_string();
-        assert!(
-            err.contains("readable by group or others (mode 640)"),
-            "{err}"
-        );
+        assert!(err.contains("readable by group or others (mode 640)"), "{err}");
 
         let bad = dir.path().join("bad.key");
         fs::write(&bad, "not a key").unwrap();

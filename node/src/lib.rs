@@ -16,6 +16,8 @@ pub mod decision;
 pub mod diag;
 pub mod keys;
 pub mod loader;
+pub mod log;
+pub mod log_service;
 pub mod merkle;
 pub mod policy;
 pub mod request;
@@ -32,15 +34,11 @@ pub mod proto {
 
     /// The server side of `Compliance`, declared in build.rs over [`crate::wire`] types.
     pub mod server {
-        include!(concat!(
-            env!("OUT_DIR"),
-            "/server/silkgate.v1.Compliance.rs"
-        ));
+        include!(concat!(env!("OUT_DIR"), "/server/silkgate.v1.Compliance.rs"));
     }
 
     /// The encoded file descriptor set of the API, for gRPC reflection.
-    pub const DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/silkgate_descriptor.bin"));
+    pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/silkgate_descriptor.bin"));
 }
 
 /// The version of this build, reported in NodeInfo.

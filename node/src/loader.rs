@@ -17,20 +17,14 @@ use crate::policy::{self, DataText, LoadError, PolicySet, source};
 pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let shown = dir.display().to_string();
     let entries = fs::read_dir(dir).map_err(|e| LoadError {
-        diagnostics: vec![Diagnostic::file(
-            &shown,
-            format!("cannot read policy directory: {e}"),
-        )],
+        diagnostics: vec![Diagnostic::file(&shown, format!("cannot read policy directory: {e}"))],
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.starts_with('.')
-                && name.ends_with(".toml")
-                && !name.ends_with(".tests.toml")
-                && p.is_file()
+            !name.starts_with('.') && name.ends_with(".toml") && !name.ends_with(".tests.toml") && p.is_file()
         })
         .collect();
     files.sort();
@@ -48,8 +42,7 @@ fn read(path: &Path) -> Result<String, String> {
 /// Loads one policy file and its data files.
 pub fn load_file(path: &Path) -> Result<policy::Policy, Vec<Diagnostic>> {
     let shown = path.display().to_string();
-    let text =
-        read(path).map_err(|e| vec![Diagnostic::file(&shown, format!("cannot read: {e}"))])?;
+    let text = read(path).map_err(|e| vec![Diagnostic::file(&shown, format!("cannot read: {e}"))])?;
     let doc = source::parse(&shown, &text)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let data: Vec<DataText> = doc.data.iter().map(|r| read(&dir.join(&r.file))).collect();
@@ -65,23 +58,15 @@ pub fn load_dir(dir: &Path, only: Option<&[String]>) -> Result<PolicySet, LoadEr
     let files = policy_files(dir)?;
     if files.is_empty() {
         let shown = dir.display().to_string();
-        diagnostics.push(Diagnostic::file(
-            &shown,
-            "no policy files (*.toml) in the policy directory",
-        ));
+        diagnostics.push(Diagnostic::file(&shown, "no policy files (*.toml) in the policy directory"));
     }
     for path in files {
         match load_file(&path) {
             Ok(p) => {
-                if let Some(first) =
-                    files_by_jurisdiction.insert(p.jurisdiction.clone(), p.file.clone())
-                {
+                if let Some(first) = files_by_jurisdiction.insert(p.jurisdiction.clone(), p.file.clone()) {
                     diagnostics.push(Diagnostic::file(
                         &p.file,
-                        format!(
-                            "a second policy for jurisdiction `{}` (the first is {first})",
-                            p.jurisdiction
-                        ),
+                        format!("a second policy for jurisdiction `{}` (the first is {first})", p.jurisdiction),
                     ));
                     continue;
                 }
@@ -94,10 +79,8 @@ pub fn load_dir(dir: &Path, only: Option<&[String]>) -> Result<PolicySet, LoadEr
         let shown = dir.display().to_string();
         for j in only {
             if !policies.contains_key(j) && !diagnostics.iter().any(|d| d.is_error()) {
-                diagnostics.push(Diagnostic::file(
-                    &shown,
-                    format!("no policy for jurisdiction `{j}` in this directory"),
-                ));
+                diagnostics
+                    .push(Diagnostic::file(&shown, format!("no policy for jurisdiction `{j}` in this directory")));
             }
         }
         policies.retain(|j, _| only.contains(j));

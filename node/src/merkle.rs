@@ -114,11 +114,7 @@ impl Tree {
 
     /// The root of the whole tree.
     pub fn root(&self) -> Hash {
-        if self.is_empty() {
-            empty_root()
-        } else {
-            self.subtree(0, self.len())
-        }
+        if self.is_empty() { empty_root() } else { self.subtree(0, self.len()) }
     }
 
     /// The root of the tree made of the first `size` leaves.
@@ -176,11 +172,7 @@ impl Tree {
         debug_assert!(n > 0 && start + n <= self.len());
         if n.is_power_of_two() {
             let level = n.trailing_zeros();
-            debug_assert_eq!(
-                start % n,
-                0,
-                "subtree at {start} of {n} leaves is unaligned"
-            );
+            debug_assert_eq!(start % n, 0, "subtree at {start} of {n} leaves is unaligned");
             // In range: the whole subtree lies within the leaves, and push stores a
             // parent as soon as both of its children exist.
             return self.levels[level as usize][(start >> level) as usize];
@@ -226,9 +218,7 @@ impl Tree {
 impl std::fmt::Debug for Tree {
     // Millions of hashes are no use in a debug print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tree")
-            .field("len", &self.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Tree").field("len", &self.len()).finish_non_exhaustive()
     }
 }
 
@@ -256,7 +246,7 @@ fn split(n: u64) -> u64 {
 
 /// The number of hashes in the inclusion proof of `index` in a tree of `size` leaves,
 /// for `index < size`.
-pub fn inclusion_proof_len(index: u64, size: u64) -> usize {
+fn inclusion_proof_len(index: u64, size: u64) -> usize {
     debug_assert!(index < size);
     // Below the level where the paths to `index` and to the last leaf meet, every
     // level contributes a sibling; above it, only the levels where `index` lies in a
@@ -269,7 +259,7 @@ pub fn inclusion_proof_len(index: u64, size: u64) -> usize {
 
 /// The number of hashes in the consistency proof from `size1` to `size2` leaves, for
 /// `0 < size1 <= size2`.
-pub fn consistency_proof_len(size1: u64, size2: u64) -> usize {
+fn consistency_proof_len(size1: u64, size2: u64) -> usize {
     debug_assert!(0 < size1 && size1 <= size2);
     if size1 == size2 {
         return 0;
@@ -296,15 +286,9 @@ pub fn verify_inclusion(
     }
     let want = inclusion_proof_len(index, size);
     if proof.len() != want {
-        return Err(ProofError::WrongProofLength {
-            got: proof.len(),
-            want,
-        });
+        return Err(ProofError::WrongProofLength { got: proof.len(), want });
     }
-    let wrong_length = ProofError::WrongProofLength {
-        got: proof.len(),
-        want,
-    };
+    let wrong_length = ProofError::WrongProofLength { got: proof.len(), want };
 
     // The RFC's own length checks below cannot fail after the check above; they stay
     // so the loop is the RFC algorithm step for step.
@@ -356,10 +340,7 @@ pub fn verify_consistency(
     }
     let want = consistency_proof_len(size1, size2);
     if proof.len() != want {
-        return Err(ProofError::WrongProofLength {
-            got: proof.len(),
-            want,
-        });
+        return Err(ProofError::WrongProofLength { got: proof.len(), want });
     }
     if size1 == size2 {
         if root1 != root2 {
@@ -367,10 +348,7 @@ pub fn verify_consistency(
         }
         return Ok(());
     }
-    let wrong_length = ProofError::WrongProofLength {
-        got: proof.len(),
-        want,
-    };
+    let wrong_length = ProofError::WrongProofLength { got: proof.len(), want };
 
     // As in verify_inclusion, the RFC's length checks are kept though unreachable.
     // Step 1.
@@ -378,11 +356,7 @@ pub fn verify_consistency(
         return Err(wrong_length);
     };
     // Step 2: prepending root1 is the same as starting from it, the proof intact.
-    let (seed, path) = if size1.is_power_of_two() {
-        (root1, proof)
-    } else {
-        (first, rest)
-    };
+    let (seed, path) = if size1.is_power_of_two() { (root1, proof) } else { (first, rest) };
     // Steps 3 and 4.
     let (mut fn_, mut sn) = (size1 - 1, size2 - 1);
     while fn_ & 1 == 1 {
@@ -453,11 +427,8 @@ mod tests {
             return vec![];
         }
         let k = split(d.len() as u64) as usize;
-        let (mut p, sibling) = if m < k {
-            (naive_path(m, &d[..k]), mth(&d[k..]))
-        } else {
-            (naive_path(m - k, &d[k..]), mth(&d[..k]))
-        };
+        let (mut p, sibling) =
+            if m < k { (naive_path(m, &d[..k]), mth(&d[k..])) } else { (naive_path(m - k, &d[k..]), mth(&d[..k])) };
         p.push(sibling);
         p
     }
@@ -486,24 +457,12 @@ mod tests {
 
     #[test]
     fn hashes_match_known_values() {
-        assert_eq!(
-            hex::encode(empty_root()),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(
-            hex::encode(leaf_hash(b"")),
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
-        );
+        assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(hex::encode(leaf_hash(b"")), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
         // Root of the four-leaf tree of the RFC 6962 test data (empty, 0x00, 0x10,
         // 0x2021), as used by the CT reference implementations.
-        let d: Vec<Hash> = [&b""[..], &[0x00], &[0x10], &[0x20, 0x21]]
-            .iter()
-            .map(|d| leaf_hash(d))
-            .collect();
-        assert_eq!(
-            hex::encode(mth(&d)),
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"
-        );
+        let d: Vec<Hash> = [&b""[..], &[0x00], &[0x10], &[0x20, 0x21]].iter().map(|d| leaf_hash(d)).collect();
+        assert_eq!(hex::encode(mth(&d)), "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7");
     }
 
     #[test]
@@ -520,13 +479,7 @@ mod tests {
         for size in 0..=MAX {
             assert_eq!(tree.root_at(size), Ok(mth(&all[..size as usize])));
         }
-        assert_eq!(
-            tree.root_at(MAX + 1),
-            Err(ProofError::SizeOutOfRange {
-                size: MAX + 1,
-                len: MAX
-            })
-        );
+        assert_eq!(tree.root_at(MAX + 1), Err(ProofError::SizeOutOfRange { size: MAX + 1, len: MAX }));
         assert_eq!(tree.leaf(3), Some(all[3]));
         assert_eq!(tree.leaf(MAX), None);
         assert_eq!(tree.leaf(u64::MAX), None);
@@ -584,11 +537,7 @@ mod tests {
                 let root1 = tree.root_at(size1).unwrap();
                 let proof = tree.consistency_proof(size1, size2).unwrap();
                 let d = &all[..size2 as usize];
-                let want = if size1 == size2 {
-                    vec![]
-                } else {
-                    naive_subproof(size1 as usize, d, true)
-                };
+                let want = if size1 == size2 { vec![] } else { naive_subproof(size1 as usize, d, true) };
                 assert_eq!(proof, want, "{size1} to {size2}");
                 assert_eq!(proof.len(), consistency_proof_len(size1, size2));
                 let ok = verify_consistency(size1, size2, &proof, &root1, &root2);
@@ -623,46 +572,22 @@ mod tests {
     #[test]
     fn proofs_reject_impossible_sizes() {
         let tree: Tree = leaves(5).into_iter().collect();
-        assert_eq!(
-            tree.inclusion_proof(5, 5),
-            Err(ProofError::IndexOutOfRange { index: 5, size: 5 })
-        );
-        assert_eq!(
-            tree.inclusion_proof(0, 6),
-            Err(ProofError::SizeOutOfRange { size: 6, len: 5 })
-        );
-        assert_eq!(
-            tree.consistency_proof(3, 2),
-            Err(ProofError::SizesOutOfOrder { size1: 3, size2: 2 })
-        );
+        assert_eq!(tree.inclusion_proof(5, 5), Err(ProofError::IndexOutOfRange { index: 5, size: 5 }));
+        assert_eq!(tree.inclusion_proof(0, 6), Err(ProofError::SizeOutOfRange { size: 6, len: 5 }));
+        assert_eq!(tree.consistency_proof(3, 2), Err(ProofError::SizesOutOfOrder { size1: 3, size2: 2 }));
         assert_eq!(tree.consistency_proof(0, 3), Err(ProofError::EmptyOldTree));
         assert_eq!(tree.consistency_proof(5, 5), Ok(vec![]));
 
         let root = tree.root();
-        assert_eq!(
-            verify_inclusion(&root, 0, 0, &[], &root),
-            Err(ProofError::IndexOutOfRange { index: 0, size: 0 })
-        );
+        assert_eq!(verify_inclusion(&root, 0, 0, &[], &root), Err(ProofError::IndexOutOfRange { index: 0, size: 0 }));
         assert_eq!(
             verify_inclusion(&root, u64::MAX, u64::MAX, &[], &root),
-            Err(ProofError::IndexOutOfRange {
-                index: u64::MAX,
-                size: u64::MAX
-            })
+            Err(ProofError::IndexOutOfRange { index: u64::MAX, size: u64::MAX })
         );
         let empty = empty_root();
-        assert_eq!(
-            verify_consistency(0, 0, &[], &empty, &empty),
-            Err(ProofError::EmptyOldTree)
-        );
-        assert_eq!(
-            verify_consistency(0, 5, &[], &empty, &root),
-            Err(ProofError::EmptyOldTree)
-        );
-        assert_eq!(
-            verify_consistency(5, 5, &[], &root, &flip(&root)),
-            Err(ProofError::RootsDiffer { size: 5 })
-        );
+        assert_eq!(verify_consistency(0, 0, &[], &empty, &empty), Err(ProofError::EmptyOldTree));
+        assert_eq!(verify_consistency(0, 5, &[], &empty, &root), Err(ProofError::EmptyOldTree));
+        assert_eq!(verify_consistency(5, 5, &[], &root, &flip(&root)), Err(ProofError::RootsDiffer { size: 5 }));
         assert_eq!(
             verify_consistency(5, 5, &[root], &root, &root),
             Err(ProofError::WrongProofLength { got: 1, want: 0 })
@@ -681,15 +606,9 @@ mod tests {
         let h = empty_root();
         let miss = Err(ProofError::RootMismatch);
         assert_eq!(verify_inclusion(&h, 0, u64::MAX, &[h; 64], &h), miss);
-        assert_eq!(
-            verify_inclusion(&h, u64::MAX - 1, u64::MAX, &[h; 63], &h),
-            miss
-        );
+        assert_eq!(verify_inclusion(&h, u64::MAX - 1, u64::MAX, &[h; 63], &h), miss);
         let old_miss = Err(ProofError::OldRootMismatch);
-        assert_eq!(
-            verify_consistency(1 << 62, u64::MAX, &[h; 2], &h, &flip(&h)),
-            Err(ProofError::NewRootMismatch)
-        );
+        assert_eq!(verify_consistency(1 << 62, u64::MAX, &[h; 2], &h, &flip(&h)), Err(ProofError::NewRootMismatch));
         assert_eq!(verify_consistency(3, u64::MAX, &[h; 65], &h, &h), old_miss);
     }
 }

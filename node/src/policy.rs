@@ -162,25 +162,13 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
     let mut sets = Vec::new();
     let mut index = compile::DataIndex::new();
     let mut digest_data = BTreeMap::new();
-    let dir = std::path::Path::new(&doc.file)
-        .parent()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = std::path::Path::new(&doc.file).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     for (r, text) in doc.data.iter().zip(data_texts) {
-        let shown = if dir.is_empty() {
-            r.file.clone()
-        } else {
-            format!("{dir}/{}", r.file)
-        };
+        let shown = if dir.is_empty() { r.file.clone() } else { format!("{dir}/{}", r.file) };
         match text {
             Err(e) => diags.push(
-                Diagnostic::at(
-                    &doc.file,
-                    &doc.text,
-                    r.span.clone(),
-                    format!("cannot read data file `{shown}`: {e}"),
-                )
-                .with_help("data file paths are relative to the policy file's directory"),
+                Diagnostic::at(&doc.file, &doc.text, r.span.clone(), format!("cannot read data file `{shown}`: {e}"))
+                    .with_help("data file paths are relative to the policy file's directory"),
             ),
             Ok(t) => match data::parse(&r.name, &shown, t) {
                 Ok(set) => {
@@ -193,18 +181,8 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
         }
     }
     // Rules naming a data set that failed to load would only repeat that error.
-    let failed: Vec<&str> = doc
-        .data
-        .iter()
-        .filter(|r| !index.contains_key(&r.name))
-        .map(|r| r.name.as_str())
-        .collect();
-    let mut compiler = compile::Compiler {
-        file: &doc.file,
-        text: &doc.text,
-        data: &index,
-        diags: Vec::new(),
-    };
+    let failed: Vec<&str> = doc.data.iter().filter(|r| !index.contains_key(&r.name)).map(|r| r.name.as_str()).collect();
+    let mut compiler = compile::Compiler { file: &doc.file, text: &doc.text, data: &index, diags: Vec::new() };
     let mut rules = Vec::new();
     for r in &doc.rules {
         if failed.iter().any(|n| r.when.contains(&format!("data.{n}"))) {
@@ -228,14 +206,9 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
     if !diags.is_empty() {
         return Err(diags);
     }
-    let name = std::path::Path::new(&doc.file)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let digest = digest(&SourceFiles {
-        policy: (&name, &doc.text),
-        data: digest_data,
-    });
+    let name =
+        std::path::Path::new(&doc.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let digest = digest(&SourceFiles { policy: (&name, &doc.text), data: digest_data });
     Ok(Policy {
         id: doc.id.get_ref().clone(),
         jurisdiction: doc.jurisdiction.get_ref().clone(),
@@ -252,11 +225,7 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
 /// Parses and builds a policy without data files (tests, and policies that use none).
 pub fn from_text(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>> {
     let doc = source::parse(file, text)?;
-    let missing: Vec<DataText> = doc
-        .data
-        .iter()
-        .map(|_| Err("no data files given".to_string()))
-        .collect();
+    let missing: Vec<DataText> = doc.data.iter().map(|_| Err("no data files given".to_string())).collect();
     build(&doc, &missing)
 }
 

@@ -114,10 +114,7 @@ pub struct RequestError {
 
 impl RequestError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        RequestError {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        RequestError { field: field.into(), reason: reason.into() }
     }
 }
 
@@ -163,17 +160,10 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             return Err(RequestError::new("request_id", "required"));
         }
         if request_id.len() > 128 || !request_id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(RequestError::new(
-                "request_id",
-                "must be 1 to 128 printable ASCII characters without spaces",
-            ));
+            return Err(RequestError::new("request_id", "must be 1 to 128 printable ASCII characters without spaces"));
         }
         let protocol = protocol.ok_or_else(|| RequestError::new("protocol", "required"))?;
-        let proto::Protocol {
-            name,
-            variant,
-            version,
-        } = protocol;
+        let proto::Protocol { name, variant, version } = protocol;
         if name.is_empty() {
             return Err(RequestError::new("protocol.name", "required"));
         }
@@ -185,14 +175,7 @@ impl TryFrom<proto::DeploymentRequest> for Request {
 
         let token = token
             .map(|t| {
-                let proto::Token {
-                    kind,
-                    transferable,
-                    tradable,
-                    peg_currency,
-                    validator_reward,
-                    backing,
-                } = t;
+                let proto::Token { kind, transferable, tradable, peg_currency, validator_reward, backing } = t;
                 Ok::<_, RequestError>(Token {
                     kind: known::<proto::TokenKind>("token.kind", kind)?,
                     transferable,
@@ -206,11 +189,7 @@ impl TryFrom<proto::DeploymentRequest> for Request {
 
         let crypto = match crypto {
             None => Crypto::default(),
-            Some(proto::CryptoSuite {
-                signature,
-                hash,
-                cipher,
-            }) => Crypto {
+            Some(proto::CryptoSuite { signature, hash, cipher }) => Crypto {
                 signature: enum_set::<proto::SignatureAlgorithm>("crypto.signature", &signature)?,
                 hash: enum_set::<proto::HashAlgorithm>("crypto.hash", &hash)?,
                 cipher: enum_set::<proto::CipherAlgorithm>("crypto.cipher", &cipher)?,
@@ -232,17 +211,11 @@ impl TryFrom<proto::DeploymentRequest> for Request {
                 Ok::<_, RequestError>(Data {
                     pd_on_chain,
                     sensitive_pd,
-                    subject_jurisdictions: regions(
-                        "data.subject_jurisdictions",
-                        subject_jurisdictions,
-                    )?,
+                    subject_jurisdictions: regions("data.subject_jurisdictions", subject_jurisdictions)?,
                     annual_subjects: i64::try_from(annual_subjects)
                         .map_err(|_| RequestError::new("data.annual_subjects", "too large"))?,
                     storage_regions: regions("data.storage_regions", storage_regions)?,
-                    erasure_mechanism: known::<proto::ErasureMechanism>(
-                        "data.erasure_mechanism",
-                        erasure_mechanism,
-                    )?,
+                    erasure_mechanism: known::<proto::ErasureMechanism>("data.erasure_mechanism", erasure_mechanism)?,
                     dpia_done,
                     transfer_mechanisms: enum_set::<proto::TransferMechanism>(
                         "data.transfer_mechanisms",
@@ -253,14 +226,8 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             .transpose()?;
 
         let moderation = moderation.map(|m| {
-            let proto::Moderation {
-                takedown_capable,
-                log_retention_days,
-            } = m;
-            Moderation {
-                takedown_capable,
-                log_retention_days: i64::from(log_retention_days),
-            }
+            let proto::Moderation { takedown_capable, log_retention_days } = m;
+            Moderation { takedown_capable, log_retention_days: i64::from(log_retention_days) }
         });
 
         let operator = operator
@@ -274,20 +241,13 @@ impl TryFrom<proto::DeploymentRequest> for Request {
                     public_scope_eso,
                 } = o;
                 if licences.len() > MAX_LIST {
-                    return Err(RequestError::new(
-                        "operator.licences",
-                        too_many(licences.len()),
-                    ));
+                    return Err(RequestError::new("operator.licences", too_many(licences.len())));
                 }
                 let licences = licences
                     .into_iter()
                     .enumerate()
                     .map(|(i, l)| {
-                        let proto::Licence {
-                            regulator,
-                            kind,
-                            id,
-                        } = l;
+                        let proto::Licence { regulator, kind, id } = l;
                         let at = |f: &str| format!("operator.licences[{i}].{f}");
                         if regulator.is_empty() {
                             return Err(RequestError::new(at("regulator"), "required"));
@@ -316,35 +276,22 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             .transpose()?;
 
         if labels.len() > MAX_LABELS {
-            return Err(RequestError::new(
-                "labels",
-                format!("at most {MAX_LABELS} labels, got {}", labels.len()),
-            ));
+            return Err(RequestError::new("labels", format!("at most {MAX_LABELS} labels, got {}", labels.len())));
         }
         for (k, v) in &labels {
-            if k.is_empty()
-                || k.len() > 64
-                || !k
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
+            if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
                 return Err(RequestError::new(
                     format!("labels[{k:?}]"),
                     "label names are 1 to 64 characters of A-Z, a-z, 0-9, `_` and `-`",
                 ));
             }
             if v.len() > MAX_STRING {
-                return Err(RequestError::new(
-                    format!("labels[{k:?}]"),
-                    format!("longer than {MAX_STRING} bytes"),
-                ));
+                return Err(RequestError::new(format!("labels[{k:?}]"), format!("longer than {MAX_STRING} bytes")));
             }
         }
 
-        let deployment_kind =
-            required::<proto::DeploymentKind>("deployment_kind", deployment_kind)?;
-        let permission_model =
-            required::<proto::PermissionModel>("permission_model", permission_model)?;
+        let deployment_kind = required::<proto::DeploymentKind>("deployment_kind", deployment_kind)?;
+        let permission_model = required::<proto::PermissionModel>("permission_model", permission_model)?;
 
         Ok(Request {
             request_id,
@@ -364,26 +311,14 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             contract_languages: texts("contract_languages", contract_languages)?,
             vm: text("vm", vm)?,
             services: enum_set::<proto::Service>("services", &services)?,
-            privacy_features: enum_set::<proto::PrivacyFeature>(
-                "privacy_features",
-                &privacy_features,
-            )?,
-            addresses: texts("addresses", addresses)?
-                .into_iter()
-                .map(|a| a.to_ascii_lowercase())
-                .collect(),
+            privacy_features: enum_set::<proto::PrivacyFeature>("privacy_features", &privacy_features)?,
+            addresses: texts("addresses", addresses)?.into_iter().map(|a| a.to_ascii_lowercase()).collect(),
             data,
             moderation,
-            end_user_identity: known::<proto::EndUserIdentity>(
-                "end_user_identity",
-                end_user_identity,
-            )?,
+            end_user_identity: known::<proto::EndUserIdentity>("end_user_identity", end_user_identity)?,
             operator,
             labels: labels.into_iter().collect(),
-            assets: texts("assets", assets)?
-                .into_iter()
-                .map(|a| a.to_ascii_uppercase())
-                .collect(),
+            assets: texts("assets", assets)?.into_iter().map(|a| a.to_ascii_uppercase()).collect(),
         })
     }
 }
@@ -394,10 +329,7 @@ fn too_many(n: usize) -> String {
 
 fn text(field: &str, s: String) -> Result<String, RequestError> {
     if s.len() > MAX_STRING {
-        return Err(RequestError::new(
-            field,
-            format!("longer than {MAX_STRING} bytes"),
-        ));
+        return Err(RequestError::new(field, format!("longer than {MAX_STRING} bytes")));
     }
     if s.chars().any(char::is_control) {
         return Err(RequestError::new(field, "contains control characters"));
@@ -425,10 +357,7 @@ fn region(field: &str, s: String) -> Result<String, RequestError> {
     if s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(s.to_ascii_uppercase())
     } else {
-        Err(RequestError::new(
-            field,
-            format!("`{}` is not a two-letter ISO 3166-1 code", s.escape_debug()),
-        ))
+        Err(RequestError::new(field, format!("`{}` is not a two-letter ISO 3166-1 code", s.escape_debug())))
     }
 }
 
@@ -436,10 +365,7 @@ fn regions(field: &str, list: Vec<String>) -> Result<Vec<String>, RequestError> 
     if list.len() > MAX_LIST {
         return Err(RequestError::new(field, too_many(list.len())));
     }
-    list.into_iter()
-        .enumerate()
-        .map(|(i, s)| region(&format!("{field}[{i}]"), s))
-        .collect()
+    list.into_iter().enumerate().map(|(i, s)| region(&format!("{field}[{i}]"), s)).collect()
 }
 
 /// An optional enum: zero (unspecified) is allowed, unknown numbers are not.
@@ -453,10 +379,7 @@ fn known<E: TryFrom<i32>>(field: &str, n: i32) -> Result<i32, RequestError> {
 /// A required enum: unspecified is refused.
 fn required<E: TryFrom<i32>>(field: &str, n: i32) -> Result<i32, RequestError> {
     if n == 0 {
-        return Err(RequestError::new(
-            field,
-            "required (must not be UNSPECIFIED)",
-        ));
+        return Err(RequestError::new(field, "required (must not be UNSPECIFIED)"));
     }
     known::<E>(field, n)
 }
@@ -465,16 +388,10 @@ fn enum_set<E: TryFrom<i32>>(field: &str, list: &[i32]) -> Result<EnumSet, Reque
     let mut set = 0u64;
     for (i, &n) in list.iter().enumerate() {
         if n == 0 {
-            return Err(RequestError::new(
-                format!("{field}[{i}]"),
-                "must not be UNSPECIFIED",
-            ));
+            return Err(RequestError::new(format!("{field}[{i}]"), "must not be UNSPECIFIED"));
         }
         if !(1..64).contains(&n) || E::try_from(n).is_err() {
-            return Err(RequestError::new(
-                format!("{field}[{i}]"),
-                format!("unknown enum value {n}"),
-            ));
+            return Err(RequestError::new(format!("{field}[{i}]"), format!("unknown enum value {n}")));
         }
         set |= 1 << n;
     }
@@ -489,10 +406,7 @@ mod tests {
         proto::DeploymentRequest {
             request_id: "r-1".into(),
             deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
-            protocol: Some(proto::Protocol {
-                name: "hyperledger-fabric".into(),
-                ..Default::default()
-            }),
+            protocol: Some(proto::Protocol { name: "hyperledger-fabric".into(), ..Default::default() }),
             permission_model: proto::PermissionModel::Permissioned as i32,
             ..Default::default()
         }
@@ -513,10 +427,7 @@ mod tests {
     fn names_missing_required_fields() {
         let mut p = minimal();
         p.deployment_kind = 0;
-        assert_eq!(
-            err(p),
-            "deployment_kind: required (must not be UNSPECIFIED)"
-        );
+        assert_eq!(err(p), "deployment_kind: required (must not be UNSPECIFIED)");
         let mut p = minimal();
         p.protocol = None;
         assert_eq!(err(p), "protocol: required");
@@ -532,21 +443,12 @@ mod tests {
         assert_eq!(err(p), "services[1]: must not be UNSPECIFIED");
         let mut p = minimal();
         p.node_regions = vec!["CN".into(), "China".into()];
-        assert_eq!(
-            err(p),
-            "node_regions[1]: `China` is not a two-letter ISO 3166-1 code"
-        );
+        assert_eq!(err(p), "node_regions[1]: `China` is not a two-letter ISO 3166-1 code");
         let mut p = minimal();
-        p.token = Some(proto::Token {
-            kind: 99,
-            ..Default::default()
-        });
+        p.token = Some(proto::Token { kind: 99, ..Default::default() });
         assert_eq!(err(p), "token.kind: unknown enum value 99");
         let mut p = minimal();
-        p.operator = Some(proto::Operator {
-            licences: vec![proto::Licence::default()],
-            ..Default::default()
-        });
+        p.operator = Some(proto::Operator { licences: vec![proto::Licence::default()], ..Default::default() });
         assert_eq!(err(p), "operator.licences[0].regulator: required");
     }
 

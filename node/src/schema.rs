@@ -58,56 +58,22 @@ macro_rules! enum_def {
     };
 }
 
-pub static DEPLOYMENT_KIND: EnumDef =
-    enum_def!(proto::DeploymentKind, "DeploymentKind", "DEPLOYMENT_KIND");
-pub static PROTOCOL_VARIANT: EnumDef = enum_def!(
-    proto::ProtocolVariant,
-    "ProtocolVariant",
-    "PROTOCOL_VARIANT"
-);
-pub static PERMISSION_MODEL: EnumDef = enum_def!(
-    proto::PermissionModel,
-    "PermissionModel",
-    "PERMISSION_MODEL"
-);
+pub static DEPLOYMENT_KIND: EnumDef = enum_def!(proto::DeploymentKind, "DeploymentKind", "DEPLOYMENT_KIND");
+pub static PROTOCOL_VARIANT: EnumDef = enum_def!(proto::ProtocolVariant, "ProtocolVariant", "PROTOCOL_VARIANT");
+pub static PERMISSION_MODEL: EnumDef = enum_def!(proto::PermissionModel, "PermissionModel", "PERMISSION_MODEL");
 pub static TOKEN_KIND: EnumDef = enum_def!(proto::TokenKind, "TokenKind", "TOKEN_KIND");
-pub static STABLECOIN_BACKING: EnumDef = enum_def!(
-    proto::StablecoinBacking,
-    "StablecoinBacking",
-    "STABLECOIN_BACKING"
-);
+pub static STABLECOIN_BACKING: EnumDef = enum_def!(proto::StablecoinBacking, "StablecoinBacking", "STABLECOIN_BACKING");
 pub static GAS_PAYMENT: EnumDef = enum_def!(proto::GasPayment, "GasPayment", "GAS_PAYMENT");
-pub static SIGNATURE_ALGORITHM: EnumDef = enum_def!(
-    proto::SignatureAlgorithm,
-    "SignatureAlgorithm",
-    "SIGNATURE_ALGORITHM"
-);
-pub static HASH_ALGORITHM: EnumDef =
-    enum_def!(proto::HashAlgorithm, "HashAlgorithm", "HASH_ALGORITHM");
-pub static CIPHER_ALGORITHM: EnumDef = enum_def!(
-    proto::CipherAlgorithm,
-    "CipherAlgorithm",
-    "CIPHER_ALGORITHM"
-);
+pub static SIGNATURE_ALGORITHM: EnumDef =
+    enum_def!(proto::SignatureAlgorithm, "SignatureAlgorithm", "SIGNATURE_ALGORITHM");
+pub static HASH_ALGORITHM: EnumDef = enum_def!(proto::HashAlgorithm, "HashAlgorithm", "HASH_ALGORITHM");
+pub static CIPHER_ALGORITHM: EnumDef = enum_def!(proto::CipherAlgorithm, "CipherAlgorithm", "CIPHER_ALGORITHM");
 pub static KEY_CUSTODY: EnumDef = enum_def!(proto::KeyCustody, "KeyCustody", "KEY_CUSTODY");
 pub static SERVICE: EnumDef = enum_def!(proto::Service, "Service", "SERVICE");
-pub static PRIVACY_FEATURE: EnumDef =
-    enum_def!(proto::PrivacyFeature, "PrivacyFeature", "PRIVACY_FEATURE");
-pub static ERASURE_MECHANISM: EnumDef = enum_def!(
-    proto::ErasureMechanism,
-    "ErasureMechanism",
-    "ERASURE_MECHANISM"
-);
-pub static TRANSFER_MECHANISM: EnumDef = enum_def!(
-    proto::TransferMechanism,
-    "TransferMechanism",
-    "TRANSFER_MECHANISM"
-);
-pub static END_USER_IDENTITY: EnumDef = enum_def!(
-    proto::EndUserIdentity,
-    "EndUserIdentity",
-    "END_USER_IDENTITY"
-);
+pub static PRIVACY_FEATURE: EnumDef = enum_def!(proto::PrivacyFeature, "PrivacyFeature", "PRIVACY_FEATURE");
+pub static ERASURE_MECHANISM: EnumDef = enum_def!(proto::ErasureMechanism, "ErasureMechanism", "ERASURE_MECHANISM");
+pub static TRANSFER_MECHANISM: EnumDef = enum_def!(proto::TransferMechanism, "TransferMechanism", "TRANSFER_MECHANISM");
+pub static END_USER_IDENTITY: EnumDef = enum_def!(proto::EndUserIdentity, "EndUserIdentity", "END_USER_IDENTITY");
 
 /// How the strings of an attribute are normalised on the request side, so policy
 /// literals can be checked against the same form at load.
@@ -169,183 +135,69 @@ use Getter as G;
 /// Every request attribute a condition can name. `labels.NAME` is handled apart.
 pub static ATTRS: &[Attr] = &[
     attr("request_id", G::Str(AsIs, |r| &r.request_id)),
-    attr(
-        "deployment_kind",
-        G::Enum(&DEPLOYMENT_KIND, |r| r.deployment_kind),
-    ),
+    attr("deployment_kind", G::Enum(&DEPLOYMENT_KIND, |r| r.deployment_kind)),
     attr("protocol.name", G::Str(AsIs, |r| &r.protocol.name)),
-    attr(
-        "protocol.variant",
-        G::Enum(&PROTOCOL_VARIANT, |r| r.protocol.variant),
-    ),
+    attr("protocol.variant", G::Enum(&PROTOCOL_VARIANT, |r| r.protocol.variant)),
     attr("protocol.version", G::Str(AsIs, |r| &r.protocol.version)),
-    attr(
-        "permission_model",
-        G::Enum(&PERMISSION_MODEL, |r| r.permission_model),
-    ),
+    attr("permission_model", G::Enum(&PERMISSION_MODEL, |r| r.permission_model)),
     attr("consensus", G::Str(AsIs, |r| &r.consensus)),
     attr("node_count", G::Int(|r| r.node_count)),
     attr("node_regions", G::StrList(Upper, |r| &r.node_regions)),
-    attr(
-        "consensus_node_regions",
-        G::StrList(Upper, |r| &r.consensus_node_regions),
-    ),
-    attr(
-        "served_jurisdictions",
-        G::StrList(Upper, |r| &r.served_jurisdictions),
-    ),
+    attr("consensus_node_regions", G::StrList(Upper, |r| &r.consensus_node_regions)),
+    attr("served_jurisdictions", G::StrList(Upper, |r| &r.served_jurisdictions)),
     attr("serves_retail", G::Bool(|r| r.serves_retail)),
     attr("token", G::Message(|r| r.token.is_some())),
-    attr(
-        "token.kind",
-        G::Enum(&TOKEN_KIND, |r| r.token.as_ref().map_or(0, |t| t.kind)),
-    ),
-    attr(
-        "token.transferable",
-        G::Bool(|r| r.token.as_ref().is_some_and(|t| t.transferable)),
-    ),
-    attr(
-        "token.tradable",
-        G::Bool(|r| r.token.as_ref().is_some_and(|t| t.tradable)),
-    ),
-    attr(
-        "token.peg_currency",
-        G::Str(Upper, |r| r.token.as_ref().map_or("", |t| &t.peg_currency)),
-    ),
-    attr(
-        "token.validator_reward",
-        G::Bool(|r| r.token.as_ref().is_some_and(|t| t.validator_reward)),
-    ),
-    attr(
-        "token.backing",
-        G::Enum(&STABLECOIN_BACKING, |r| {
-            r.token.as_ref().map_or(0, |t| t.backing)
-        }),
-    ),
+    attr("token.kind", G::Enum(&TOKEN_KIND, |r| r.token.as_ref().map_or(0, |t| t.kind))),
+    attr("token.transferable", G::Bool(|r| r.token.as_ref().is_some_and(|t| t.transferable))),
+    attr("token.tradable", G::Bool(|r| r.token.as_ref().is_some_and(|t| t.tradable))),
+    attr("token.peg_currency", G::Str(Upper, |r| r.token.as_ref().map_or("", |t| &t.peg_currency))),
+    attr("token.validator_reward", G::Bool(|r| r.token.as_ref().is_some_and(|t| t.validator_reward))),
+    attr("token.backing", G::Enum(&STABLECOIN_BACKING, |r| r.token.as_ref().map_or(0, |t| t.backing))),
     attr("gas_payment", G::Enum(&GAS_PAYMENT, |r| r.gas_payment)),
-    attr(
-        "crypto.signature",
-        G::EnumSet(&SIGNATURE_ALGORITHM, |r| r.crypto.signature),
-    ),
-    attr(
-        "crypto.hash",
-        G::EnumSet(&HASH_ALGORITHM, |r| r.crypto.hash),
-    ),
-    attr(
-        "crypto.cipher",
-        G::EnumSet(&CIPHER_ALGORITHM, |r| r.crypto.cipher),
-    ),
+    attr("crypto.signature", G::EnumSet(&SIGNATURE_ALGORITHM, |r| r.crypto.signature)),
+    attr("crypto.hash", G::EnumSet(&HASH_ALGORITHM, |r| r.crypto.hash)),
+    attr("crypto.cipher", G::EnumSet(&CIPHER_ALGORITHM, |r| r.crypto.cipher)),
     attr("key_custody", G::Enum(&KEY_CUSTODY, |r| r.key_custody)),
-    attr(
-        "contract_languages",
-        G::StrList(AsIs, |r| &r.contract_languages),
-    ),
+    attr("contract_languages", G::StrList(AsIs, |r| &r.contract_languages)),
     attr("vm", G::Str(AsIs, |r| &r.vm)),
     attr("services", G::EnumSet(&SERVICE, |r| r.services)),
-    attr(
-        "privacy_features",
-        G::EnumSet(&PRIVACY_FEATURE, |r| r.privacy_features),
-    ),
+    attr("privacy_features", G::EnumSet(&PRIVACY_FEATURE, |r| r.privacy_features)),
     attr("addresses", G::StrList(Lower, |r| &r.addresses)),
     attr("assets", G::StrList(Upper, |r| &r.assets)),
     attr("data", G::Message(|r| r.data.is_some())),
-    attr(
-        "data.pd_on_chain",
-        G::Bool(|r| r.data.as_ref().is_some_and(|d| d.pd_on_chain)),
-    ),
-    attr(
-        "data.sensitive_pd",
-        G::Bool(|r| r.data.as_ref().is_some_and(|d| d.sensitive_pd)),
-    ),
+    attr("data.pd_on_chain", G::Bool(|r| r.data.as_ref().is_some_and(|d| d.pd_on_chain))),
+    attr("data.sensitive_pd", G::Bool(|r| r.data.as_ref().is_some_and(|d| d.sensitive_pd))),
     attr(
         "data.subject_jurisdictions",
-        G::StrList(Upper, |r| {
-            r.data
-                .as_ref()
-                .map_or(empty(), |d| &d.subject_jurisdictions)
-        }),
+        G::StrList(Upper, |r| r.data.as_ref().map_or(empty(), |d| &d.subject_jurisdictions)),
     ),
-    attr(
-        "data.annual_subjects",
-        G::Int(|r| r.data.as_ref().map_or(0, |d| d.annual_subjects)),
-    ),
-    attr(
-        "data.storage_regions",
-        G::StrList(Upper, |r| {
-            r.data.as_ref().map_or(empty(), |d| &d.storage_regions)
-        }),
-    ),
-    attr(
-        "data.erasure_mechanism",
-        G::Enum(&ERASURE_MECHANISM, |r| {
-            r.data.as_ref().map_or(0, |d| d.erasure_mechanism)
-        }),
-    ),
-    attr(
-        "data.dpia_done",
-        G::Bool(|r| r.data.as_ref().is_some_and(|d| d.dpia_done)),
-    ),
+    attr("data.annual_subjects", G::Int(|r| r.data.as_ref().map_or(0, |d| d.annual_subjects))),
+    attr("data.storage_regions", G::StrList(Upper, |r| r.data.as_ref().map_or(empty(), |d| &d.storage_regions))),
+    attr("data.erasure_mechanism", G::Enum(&ERASURE_MECHANISM, |r| r.data.as_ref().map_or(0, |d| d.erasure_mechanism))),
+    attr("data.dpia_done", G::Bool(|r| r.data.as_ref().is_some_and(|d| d.dpia_done))),
     attr(
         "data.transfer_mechanisms",
-        G::EnumSet(&TRANSFER_MECHANISM, |r| {
-            r.data.as_ref().map_or(0, |d| d.transfer_mechanisms)
-        }),
+        G::EnumSet(&TRANSFER_MECHANISM, |r| r.data.as_ref().map_or(0, |d| d.transfer_mechanisms)),
     ),
     attr("moderation", G::Message(|r| r.moderation.is_some())),
-    attr(
-        "moderation.takedown_capable",
-        G::Bool(|r| r.moderation.as_ref().is_some_and(|m| m.takedown_capable)),
-    ),
-    attr(
-        "moderation.log_retention_days",
-        G::Int(|r| r.moderation.as_ref().map_or(0, |m| m.log_retention_days)),
-    ),
-    attr(
-        "end_user_identity",
-        G::Enum(&END_USER_IDENTITY, |r| r.end_user_identity),
-    ),
+    attr("moderation.takedown_capable", G::Bool(|r| r.moderation.as_ref().is_some_and(|m| m.takedown_capable))),
+    attr("moderation.log_retention_days", G::Int(|r| r.moderation.as_ref().map_or(0, |m| m.log_retention_days))),
+    attr("end_user_identity", G::Enum(&END_USER_IDENTITY, |r| r.end_user_identity)),
     attr("operator", G::Message(|r| r.operator.is_some())),
-    attr(
-        "operator.entity_country",
-        G::Str(Upper, |r| {
-            r.operator.as_ref().map_or("", |o| &o.entity_country)
-        }),
-    ),
-    attr(
-        "operator.is_ciio",
-        G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.is_ciio)),
-    ),
-    attr(
-        "operator.cac_filing_id",
-        G::Str(AsIs, |r| {
-            r.operator.as_ref().map_or("", |o| &o.cac_filing_id)
-        }),
-    ),
-    attr(
-        "operator.licences",
-        G::Licences(|r| r.operator.as_ref().map_or(empty(), |o| &o.licences)),
-    ),
-    attr(
-        "operator.registrations",
-        G::StrList(AsIs, |r| {
-            r.operator.as_ref().map_or(empty(), |o| &o.registrations)
-        }),
-    ),
-    attr(
-        "operator.public_scope_eso",
-        G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.public_scope_eso)),
-    ),
+    attr("operator.entity_country", G::Str(Upper, |r| r.operator.as_ref().map_or("", |o| &o.entity_country))),
+    attr("operator.is_ciio", G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.is_ciio))),
+    attr("operator.cac_filing_id", G::Str(AsIs, |r| r.operator.as_ref().map_or("", |o| &o.cac_filing_id))),
+    attr("operator.licences", G::Licences(|r| r.operator.as_ref().map_or(empty(), |o| &o.licences))),
+    attr("operator.registrations", G::StrList(AsIs, |r| r.operator.as_ref().map_or(empty(), |o| &o.registrations))),
+    attr("operator.public_scope_eso", G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.public_scope_eso))),
 ];
 
 /// Fields of one licence, readable inside `any operator.licences where (...)`.
 /// Reads one string field of a licence.
 pub type LicenceField = fn(&Licence) -> &str;
 
-pub static LICENCE_FIELDS: &[(&str, LicenceField)] = &[
-    ("regulator", |l| &l.regulator),
-    ("kind", |l| &l.kind),
-    ("id", |l| &l.id),
-];
+pub static LICENCE_FIELDS: &[(&str, LicenceField)] =
+    &[("regulator", |l| &l.regulator), ("kind", |l| &l.kind), ("id", |l| &l.id)];
 
 pub fn lookup(path: &str) -> Option<&'static Attr> {
     ATTRS.iter().find(|a| a.path == path)

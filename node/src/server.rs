@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::log_service::DecisionLogService;
+use crate::proto::decision_log_server::DecisionLogServer;
 use crate::proto::server::compliance_server::ComplianceServer;
 use crate::service::{ComplianceService, NodeState};
 
@@ -19,10 +21,11 @@ pub async fn run(
     state: Arc<NodeState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let service = ComplianceServer::new(ComplianceService::new(state))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let log = state.log.clone().map(|l| DecisionLogServer::new(DecisionLogService::new(l)));
+    let service = ComplianceServer::new(ComplianceService::new(state)).max_decoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .add_service(service)
+        .add_optional_service(log)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

@@ -1,4 +1,4 @@
-//! The `Compliance` gRPC service: request in, signed decision out.
+//! The `Compliance` gRPC service: request in, signed decision out, logged first.
 
 use std::sync::Arc;
 
@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
 
 use crate::decision::{self, Signer};
+use crate::log::LogHandle;
+use crate::log::writer::Entry;
 use crate::policy::PolicySet;
 use crate::proto::{self, server::compliance_server::Compliance};
 use crate::request::Request as Deployment;
@@ -23,10 +25,12 @@ pub struct NodeState {
     pub node_id: String,
     /// Swapped as a whole on reload, so a request sees one consistent policy set.
     pub policies: ArcSwap<PolicySet>,
-    pub signer: Signer,
+    pub signer: Arc<Signer>,
     pub key_valid_from: Instant,
     /// How long a decision stays valid evidence, in seconds.
     pub validity_secs: i64,
+    /// The decision log; `None` runs without one (benchmarks only: no evidence is kept).
+    pub log: Option<LogHandle>,
 }
 
 #[derive(Clone)]
@@ -44,11 +48,7 @@ pub struct Failure {
 
 impl Failure {
     fn new(code: Code, field: &str, message: impl Into<String>) -> Self {
-        Failure {
-            code,
-            field: field.to_string(),
-            message: message.into(),
-        }
+        Failure { code, field: field.to_string(), message: message.into() }
     }
 
     fn status(&self) -> Status {
@@ -60,46 +60,41 @@ impl Failure {
     }
 }
 
+/// A signed answer waiting for its log entry to be durable.
+pub struct Decided {
+    pub response: proto::EvaluateResponse,
+    entry: Entry,
+    summary: Summary,
+}
+
+/// What the per-decision log event says.
+struct Summary {
+    decision_id: String,
+    request_id: String,
+    jurisdiction: String,
+    verdict: &'static str,
+    rules: String,
+    digest: String,
+}
+
 impl ComplianceService {
     pub fn new(state: Arc<NodeState>) -> Self {
         ComplianceService { state }
     }
 
-    /// Evaluates one request. Never panics on any input; fails closed.
-    pub fn evaluate_one(
-        &self,
-        item: wire::EvaluateRequest,
-        now: Instant,
-    ) -> Result<proto::EvaluateResponse, Failure> {
-        let wire::EvaluateRequest {
-            jurisdiction,
-            request,
-            explain,
-        } = item;
+    /// Evaluates and signs one request. Never panics on any input; fails closed. The
+    /// answer must not leave the node before [`ComplianceService::commit`] logged it.
+    pub fn decide(&self, item: wire::EvaluateRequest, now: Instant) -> Result<Decided, Failure> {
+        let wire::EvaluateRequest { jurisdiction, request, explain } = item;
         if jurisdiction.is_empty() {
-            return Err(Failure::new(
-                Code::InvalidArgument,
-                "jurisdiction",
-                "required",
-            ));
+            return Err(Failure::new(Code::InvalidArgument, "jurisdiction", "required"));
         }
-        let bytes: Bytes =
-            request.ok_or_else(|| Failure::new(Code::InvalidArgument, "request", "required"))?;
+        let bytes: Bytes = request.ok_or_else(|| Failure::new(Code::InvalidArgument, "request", "required"))?;
         let request_sha256: [u8; 32] = Sha256::digest(&bytes).into();
-        let parsed = proto::DeploymentRequest::decode(bytes).map_err(|e| {
-            Failure::new(
-                Code::InvalidArgument,
-                "request",
-                format!("not a DeploymentRequest: {e}"),
-            )
-        })?;
-        let req = Deployment::try_from(parsed).map_err(|e| {
-            Failure::new(
-                Code::InvalidArgument,
-                &format!("request.{}", e.field),
-                e.reason,
-            )
-        })?;
+        let parsed = proto::DeploymentRequest::decode(bytes)
+            .map_err(|e| Failure::new(Code::InvalidArgument, "request", format!("not a DeploymentRequest: {e}")))?;
+        let req = Deployment::try_from(parsed)
+            .map_err(|e| Failure::new(Code::InvalidArgument, &format!("request.{}", e.field), e.reason))?;
 
         let policies = self.state.policies.load();
         let Some(policy) = policies.get(&jurisdiction) else {
@@ -131,20 +126,17 @@ impl ComplianceService {
         };
         let d = decision::build(policy, &outcome, &ctx, self.state.signer.key_id());
         let signed = decision::sign(&d, &self.state.signer);
-        let rules: Vec<&str> = outcome
-            .matched
-            .iter()
-            .map(|&i| policy.rules[i as usize].id.as_str())
-            .collect();
-        tracing::info!(
-            decision.id = %ctx.decision_id,
-            request.id = %req.request_id,
-            jurisdiction = %policy.jurisdiction,
-            verdict = outcome.verdict.as_str(),
-            rules = %rules.join(","),
-            policy.digest = %hex::encode(policy.digest),
-            "decision"
-        );
+        let rules: Vec<&str> = outcome.matched.iter().map(|&i| policy.rules[i as usize].id.as_str()).collect();
+        let summary = Summary {
+            decision_id: ctx.decision_id.clone(),
+            request_id: req.request_id.clone(),
+            jurisdiction: policy.jurisdiction.clone(),
+            verdict: outcome.verdict.as_str(),
+            rules: rules.join(","),
+            digest: hex::encode(policy.digest),
+        };
+        let id = uuid::Uuid::parse_str(&ctx.decision_id).ok().map(|u| u.as_u128());
+        let entry = Entry { data: signed.encode_to_vec(), id };
         let explanation = traces
             .unwrap_or_default()
             .into_iter()
@@ -161,11 +153,40 @@ impl ComplianceService {
                 }
             })
             .collect();
-        Ok(proto::EvaluateResponse {
-            decision: Some(signed),
-            log_index: 0,
-            explanation,
-        })
+        let response = proto::EvaluateResponse { decision: Some(signed), log_index: 0, explanation };
+        Ok(Decided { response, entry, summary })
+    }
+
+    /// Appends decided answers to the log as one group, fills in their log indexes and
+    /// logs one event per decision. Fails closed: without a durable entry, no answer.
+    pub async fn commit(&self, decided: &mut [Decided]) -> Result<(), Status> {
+        if let Some(log) = &self.state.log {
+            let entries = decided
+                .iter_mut()
+                .map(|d| std::mem::replace(&mut d.entry, Entry { data: Vec::new(), id: None }))
+                .collect();
+            let first = log.append(entries).await.map_err(|e| {
+                tracing::error!(error = %e, "decision log append failed");
+                Status::unavailable(format!("decision log: {e}"))
+            })?;
+            for (i, d) in decided.iter_mut().enumerate() {
+                d.response.log_index = first + i as u64;
+            }
+        }
+        for d in decided.iter() {
+            let s = &d.summary;
+            tracing::info!(
+                decision.id = %s.decision_id,
+                request.id = %s.request_id,
+                jurisdiction = %s.jurisdiction,
+                verdict = s.verdict,
+                rules = %s.rules,
+                policy.digest = %s.digest,
+                log.index = d.response.log_index,
+                "decision"
+            );
+        }
+        Ok(())
     }
 
     pub fn node_info(&self) -> proto::NodeInfoResponse {
@@ -185,6 +206,10 @@ impl ComplianceService {
             })
             .collect();
         let key = self.state.signer.verifying_key();
+        let mut purposes = vec!["decisions".to_string()];
+        if self.state.log.is_some() {
+            purposes.push("checkpoints".into());
+        }
         proto::NodeInfoResponse {
             node_id: self.state.node_id.clone(),
             jurisdictions,
@@ -194,7 +219,7 @@ impl ComplianceService {
                 algorithm: "ed25519".into(),
                 valid_from: Some(self.state.key_valid_from.to_timestamp()),
                 valid_until: None,
-                purposes: vec!["decisions".into()],
+                purposes,
             }],
             build_version: crate::BUILD_VERSION.to_string(),
         }
@@ -207,9 +232,11 @@ impl Compliance for ComplianceService {
         &self,
         request: Request<wire::EvaluateRequest>,
     ) -> Result<Response<proto::EvaluateResponse>, Status> {
-        self.evaluate_one(request.into_inner(), Instant::now())
-            .map(Response::new)
-            .map_err(|f| f.status())
+        let decided = self.decide(request.into_inner(), Instant::now()).map_err(|f| f.status())?;
+        let mut one = [decided];
+        self.commit(&mut one).await?;
+        let [d] = one;
+        Ok(Response::new(d.response))
     }
 
     async fn evaluate_batch(
@@ -218,36 +245,41 @@ impl Compliance for ComplianceService {
     ) -> Result<Response<proto::EvaluateBatchResponse>, Status> {
         let items = request.into_inner().items;
         if items.len() > MAX_BATCH {
-            return Err(Status::invalid_argument(format!(
-                "items: at most {MAX_BATCH} per batch, got {}",
-                items.len()
-            )));
+            return Err(Status::invalid_argument(format!("items: at most {MAX_BATCH} per batch, got {}", items.len())));
         }
         let now = Instant::now();
-        let results = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let result = match self.evaluate_one(item, now) {
-                    Ok(r) => proto::batch_result::Result::Ok(r),
-                    Err(f) => proto::batch_result::Result::Error(proto::ItemError {
-                        code: f.code as i32,
-                        message: format!("items[{i}].{}: {}", f.field, f.message),
-                        field: f.field,
-                    }),
-                };
-                proto::BatchResult {
-                    result: Some(result),
+        let mut decided = Vec::with_capacity(items.len());
+        let mut slots = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match self.decide(item, now) {
+                Ok(d) => {
+                    slots.push(None);
+                    decided.push(d);
                 }
+                Err(f) => slots.push(Some(proto::ItemError {
+                    code: f.code as i32,
+                    message: format!("items[{i}].{}: {}", f.field, f.message),
+                    field: f.field,
+                })),
+            }
+        }
+        // All decided items share one log group, so a batch costs one sync.
+        self.commit(&mut decided).await?;
+        let mut decided = decided.into_iter();
+        let results = slots
+            .into_iter()
+            .map(|slot| {
+                let result = match slot {
+                    Some(e) => proto::batch_result::Result::Error(e),
+                    None => proto::batch_result::Result::Ok(decided.next().map(|d| d.response).unwrap_or_default()),
+                };
+                proto::BatchResult { result: Some(result) }
             })
             .collect();
         Ok(Response::new(proto::EvaluateBatchResponse { results }))
     }
 
-    async fn node_info(
-        &self,
-        _: Request<proto::NodeInfoRequest>,
-    ) -> Result<Response<proto::NodeInfoResponse>, Status> {
+    async fn node_info(&self, _: Request<proto::NodeInfoRequest>) -> Result<Response<proto::NodeInfoResponse>, Status> {
         Ok(Response::new(ComplianceService::node_info(self)))
     }
 }

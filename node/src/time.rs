@@ -78,29 +78,18 @@ impl Instant {
     }
 
     pub fn to_timestamp(self) -> prost_types::Timestamp {
-        prost_types::Timestamp {
-            seconds: self.secs,
-            nanos: self.nanos as i32,
-        }
+        prost_types::Timestamp { seconds: self.secs, nanos: self.nanos as i32 }
     }
 
     /// Now, from the system clock (for the shell only).
     pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Instant {
-            secs: d.as_secs() as i64,
-            nanos: d.subsec_nanos(),
-        }
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Instant { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
     }
 
     /// RFC 3339 text in UTC, e.g. `2026-11-28T12:00:00Z`.
     pub fn rfc3339(self) -> String {
-        let (h, rem) = (
-            self.secs.rem_euclid(86_400) / 3600,
-            self.secs.rem_euclid(3600),
-        );
+        let (h, rem) = (self.secs.rem_euclid(86_400) / 3600, self.secs.rem_euclid(3600));
         format!("{}T{:02}:{:02}:{:02}Z", self.day(), h, rem / 60, rem % 60)
     }
 }
@@ -119,9 +108,6 @@ mod tests {
         }
         assert_eq!(Day::parse("2024-02-29"), Some(Day::from_ymd(2024, 2, 29)));
         assert_eq!(Day::parse("2023-02-29"), None);
-        assert_eq!(
-            Instant::from_secs(1_764_331_200).rfc3339(),
-            "2025-11-28T12:00:00Z"
-        );
+        assert_eq!(Instant::from_secs(1_764_331_200).rfc3339(), "2025-11-28T12:00:00Z");
     }
 }

@@ -35,27 +35,14 @@ mod tests {
 
     #[test]
     fn keeps_the_exact_request_bytes() {
-        let inner = proto::DeploymentRequest {
-            request_id: "x".into(),
-            node_count: 7,
-            ..Default::default()
-        };
-        let outer = proto::EvaluateRequest {
-            jurisdiction: "CN".into(),
-            request: Some(inner.clone()),
-            explain: true,
-        };
+        let inner = proto::DeploymentRequest { request_id: "x".into(), node_count: 7, ..Default::default() };
+        let outer = proto::EvaluateRequest { jurisdiction: "CN".into(), request: Some(inner.clone()), explain: true };
         let raw = EvaluateRequest::decode(outer.encode_to_vec().as_slice()).unwrap();
         assert_eq!(raw.jurisdiction, "CN");
         assert!(raw.explain);
-        assert_eq!(
-            raw.request.unwrap().as_ref(),
-            inner.encode_to_vec().as_slice()
-        );
+        assert_eq!(raw.request.unwrap().as_ref(), inner.encode_to_vec().as_slice());
 
-        let batch = proto::EvaluateBatchRequest {
-            items: vec![outer.clone(), outer],
-        };
+        let batch = proto::EvaluateBatchRequest { items: vec![outer.clone(), outer] };
         let raw = EvaluateBatchRequest::decode(batch.encode_to_vec().as_slice()).unwrap();
         assert_eq!(raw.items.len(), 2);
     }

@@ -4,19 +4,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn silkgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_silkgate"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_silkgate")).args(args).current_dir(dir).output().unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 const POLICY: &str = r#"[policy]
@@ -46,11 +38,7 @@ fn setup() -> tempfile::TempDir {
     std::fs::create_dir(dir.path().join("policy")).unwrap();
     std::fs::write(dir.path().join("policy/xx.toml"), POLICY).unwrap();
     std::fs::write(dir.path().join("allow.toml"), REQUEST).unwrap();
-    std::fs::write(
-        dir.path().join("deny.toml"),
-        REQUEST.replace("permissioned_app", "mining"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("deny.toml"), REQUEST.replace("permissioned_app", "mining")).unwrap();
     dir
 }
 
@@ -60,18 +48,11 @@ fn check_reports_errors_with_positions() {
     let d = dir.path();
     let ok = silkgate(&["check", "policy"], d);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
-    std::fs::write(
-        d.join("policy/xx.toml"),
-        POLICY.replace("\"mining\"", "\"minning\""),
-    )
-    .unwrap();
+    std::fs::write(d.join("policy/xx.toml"), POLICY.replace("\"mining\"", "\"minning\"")).unwrap();
     let bad = silkgate(&["check", "policy"], d);
     assert_eq!(bad.status.code(), Some(3));
     let out = text(&bad);
-    assert!(
-        out.contains("policy/xx.toml:11:28: error: `minning` is not a value of `deployment_kind`"),
-        "{out}"
-    );
+    assert!(out.contains("policy/xx.toml:11:28: error: `minning` is not a value of `deployment_kind`"), "{out}");
     assert!(out.contains("did you mean \"mining\"?"), "{out}");
 }
 
@@ -81,27 +62,11 @@ fn eval_sign_and_verify() {
     let d = dir.path();
     let kg = silkgate(&["keygen", "--out", "k.pem"], d);
     assert_eq!(kg.status.code(), Some(0), "{}", text(&kg));
-    let public = text(&kg)
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let public = text(&kg).lines().find_map(|l| l.strip_prefix("public key: ")).unwrap().trim().to_string();
 
     let allow = silkgate(&["eval", "-j", "XX", "allow.toml"], d);
     assert_eq!(allow.status.code(), Some(0), "{}", text(&allow));
-    let deny = silkgate(
-        &[
-            "eval",
-            "-j",
-            "XX",
-            "deny.toml",
-            "--sign",
-            "k.pem",
-            "--explain",
-        ],
-        d,
-    );
+    let deny = silkgate(&["eval", "-j", "XX", "deny.toml", "--sign", "k.pem", "--explain"], d);
     assert_eq!(deny.status.code(), Some(1), "{}", text(&deny));
     let out = String::from_utf8_lossy(&deny.stdout).to_string();
     assert!(out.contains("deny  xx.mining: no mining"), "{out}");
@@ -113,22 +78,14 @@ fn eval_sign_and_verify() {
     assert!(text(&v).contains("VERDICT_DENY"));
 
     let other = silkgate(&["keygen", "--out", "other.pem"], d);
-    let other_pub = text(&other)
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let other_pub = text(&other).lines().find_map(|l| l.strip_prefix("public key: ")).unwrap().trim().to_string();
     let v = silkgate(&["verify", "d.json", "--public-key", &other_pub], d);
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
 
     let v = silkgate(&["verify", "missing.json", "--public-key", &public], d);
     assert_eq!(v.status.code(), Some(2));
 
-    let bad_req = silkgate(
-        &["eval", "-j", "XX", "allow.toml", "--policy-dir", "nope"],
-        d,
-    );
+    let bad_req = silkgate(&["eval", "-j", "XX", "allow.toml", "--policy-dir", "nope"], d);
     assert_eq!(bad_req.status.code(), Some(3));
 }
 
@@ -141,9 +98,5 @@ fn serve_refuses_a_key_readable_by_others() {
     std::fs::set_permissions(d.join("k.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = silkgate(&["serve", "--key", "k.pem", "--listen", "127.0.0.1:0"], d);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains("readable by group or others (mode 644)"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("readable by group or others (mode 644)"), "{}", text(&out));
 }

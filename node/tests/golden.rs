@@ -32,15 +32,9 @@ fn signed_bytes_are_stable() {
     let message = proto::DeploymentRequest {
         request_id: "golden-1".into(),
         deployment_kind: proto::DeploymentKind::OpbChain as i32,
-        protocol: Some(proto::Protocol {
-            name: "ethereum".into(),
-            ..Default::default()
-        }),
+        protocol: Some(proto::Protocol { name: "ethereum".into(), ..Default::default() }),
         permission_model: proto::PermissionModel::Permissionless as i32,
-        token: Some(proto::Token {
-            tradable: true,
-            ..Default::default()
-        }),
+        token: Some(proto::Token { tradable: true, ..Default::default() }),
         ..Default::default()
     };
     let bytes = message.encode_to_vec();
@@ -64,16 +58,12 @@ fn signed_bytes_are_stable() {
         hex::encode(&env.payload),
         hex::encode(&env.signatures[0].sig)
     );
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden-decision.txt");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden-decision.txt");
     if std::env::var_os("SILKGATE_BLESS").is_some() {
         std::fs::write(&path, &got).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        got, want,
-        "signed bytes changed; see the test's doc comment"
-    );
+    assert_eq!(got, want, "signed bytes changed; see the test's doc comment");
     // The payload decodes back to the same Decision (never re-encoded in between).
     assert_eq!(proto::Decision::decode(env.payload.as_slice()).unwrap(), d);
 }

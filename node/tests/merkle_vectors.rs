@@ -19,8 +19,7 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("cannot read `{}`: {e}", dir.display()));
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read `{}`: {e}", dir.display()));
         for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -74,9 +73,7 @@ fn proof(value: &Value) -> Vec<Hash> {
 }
 
 fn number(case: &Value, field: &str) -> u64 {
-    case[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("`{field}` is not a u64"))
+    case[field].as_u64().unwrap_or_else(|| panic!("`{field}` is not a u64"))
 }
 
 /// Runs every case of one kind and returns (accepted, rejected) counts.
@@ -85,8 +82,8 @@ fn run(kind: &str, check: impl Fn(&Value) -> Result<(), String>) -> (usize, usiz
     let (mut accepted, mut rejected, mut by_type, mut failures) = (0, 0, 0, Vec::new());
     for path in &files {
         let text = std::fs::read_to_string(path).unwrap();
-        let case: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("`{}` is not JSON: {e}", path.display()));
+        let case: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("`{}` is not JSON: {e}", path.display()));
         let want_err = case["wantErr"].as_bool().expect("wantErr is a bool");
         let got = check(&case);
         match (&got, want_err) {
@@ -102,12 +99,7 @@ fn run(kind: &str, check: impl Fn(&Value) -> Result<(), String>) -> (usize, usiz
             )),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert!(accepted + rejected > 0, "no {kind} vectors found");
     println!(
         "{kind}: {} vectors, {accepted} accepted and {rejected} rejected as expected \

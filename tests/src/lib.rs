@@ -68,12 +68,15 @@ impl TestNode {
         };
         let policies = silkgate::loader::load_dir(&pdir, None).unwrap();
         let key = silkgate::keys::load_or_create(&dir.path().join("data/node.key")).unwrap();
+        let signer = Arc::new(key.signer);
+        let log = silkgate::log::open(&dir.path().join("data"), "test-node", signer.clone()).unwrap();
         let state = Arc::new(NodeState {
             node_id: "test-node".into(),
             policies: arc_swap::ArcSwap::from_pointee(policies),
             key_valid_from: key.valid_from,
-            signer: key.signer,
+            signer,
             validity_secs: 3600,
+            log: Some(log),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -85,18 +88,11 @@ impl TestNode {
             .await
             .unwrap();
         });
-        TestNode {
-            addr,
-            dir,
-            stop: Some(tx),
-            handle,
-        }
+        TestNode { addr, dir, stop: Some(tx), handle }
     }
 
     pub async fn client(&self) -> ComplianceClient<Channel> {
-        ComplianceClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
+        ComplianceClient::connect(format!("http://{}", self.addr)).await.unwrap()
     }
 
     pub async fn stop(mut self) {
@@ -112,10 +108,7 @@ pub fn allowed_request(id: &str) -> proto::DeploymentRequest {
     proto::DeploymentRequest {
         request_id: id.into(),
         deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
-        protocol: Some(proto::Protocol {
-            name: "hyperledger-fabric".into(),
-            ..Default::default()
-        }),
+        protocol: Some(proto::Protocol { name: "hyperledger-fabric".into(), ..Default::default() }),
         permission_model: proto::PermissionModel::Permissioned as i32,
         ..Default::default()
     }
@@ -123,44 +116,26 @@ pub fn allowed_request(id: &str) -> proto::DeploymentRequest {
 
 /// DSSE v1 PAE, from the README: "DSSEv1" SP len(type) SP type SP len(payload) SP payload.
 pub fn readme_pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut m = format!(
-        "DSSEv1 {} {} {} ",
-        payload_type.len(),
-        payload_type,
-        payload.len()
-    )
-    .into_bytes();
+    let mut m = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
     m.extend_from_slice(payload);
     m
 }
 
 /// Verifies an envelope with the README's rules and returns the decoded decision.
-pub fn readme_verify(
-    env: &proto::SignedDecision,
-    keys: &[proto::PublicKey],
-) -> Result<proto::Decision, String> {
+pub fn readme_verify(env: &proto::SignedDecision, keys: &[proto::PublicKey]) -> Result<proto::Decision, String> {
     use prost::Message;
     if env.payload_type != "application/vnd.silkgate.decision.v1+protobuf" {
         return Err(format!("payload type {}", env.payload_type));
     }
     let sig = env.signatures.first().ok_or("no signature")?;
-    let key = keys
-        .iter()
-        .find(|k| k.key_id == sig.keyid)
-        .ok_or("unknown key id")?;
+    let key = keys.iter().find(|k| k.key_id == sig.keyid).ok_or("unknown key id")?;
     if hex::encode(Sha256::digest(&key.public_key)) != key.key_id {
         return Err("key id is not the SHA-256 of the public key".into());
     }
-    let vk = VerifyingKey::from_bytes(
-        key.public_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| "key length")?,
-    )
-    .map_err(|e| e.to_string())?;
-    let s = Signature::from_slice(&sig.sig).map_err(|e| e.to_string())?;
-    vk.verify_strict(&readme_pae(&env.payload_type, &env.payload), &s)
+    let vk = VerifyingKey::from_bytes(key.public_key.as_slice().try_into().map_err(|_| "key length")?)
         .map_err(|e| e.to_string())?;
+    let s = Signature::from_slice(&sig.sig).map_err(|e| e.to_string())?;
+    vk.verify_strict(&readme_pae(&env.payload_type, &env.payload), &s).map_err(|e| e.to_string())?;
     let d = proto::Decision::decode(env.payload.as_slice()).map_err(|e| e.to_string())?;
     if d.key_id != sig.keyid {
         return Err("decision key id differs from signature key id".into());

@@ -76,10 +76,7 @@ pub fn run(args: Args) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let set = match loader::load_dir(
-        &args.policy_dir,
-        Some(std::slice::from_ref(&args.jurisdiction)),
-    ) {
+    let set = match loader::load_dir(&args.policy_dir, Some(std::slice::from_ref(&args.jurisdiction))) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -109,10 +106,7 @@ pub fn run(args: Args) -> u8 {
     );
     println!("evaluated at: {day}");
     if outcome.matched.is_empty() {
-        println!(
-            "no rule matched; the policy default ({}) applies",
-            policy.default.as_str()
-        );
+        println!("no rule matched; the policy default ({}) applies", policy.default.as_str());
     }
     for &i in &outcome.matched {
         let r = &policy.rules[i as usize];
@@ -120,11 +114,7 @@ pub fn run(args: Args) -> u8 {
         println!(
             "      citation: {}{}",
             r.citation,
-            if r.url.is_empty() {
-                String::new()
-            } else {
-                format!(" <{}>", r.url)
-            }
+            if r.url.is_empty() { String::new() } else { format!(" <{}>", r.url) }
         );
     }
     if args.explain {
@@ -160,14 +150,7 @@ pub fn run(args: Args) -> u8 {
         let d = decision::build(policy, &outcome, &ctx, signer.key_id());
         let env = decision::sign(&d, &signer);
         eprintln!("signed by key {}", signer.key_id());
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&decision::to_dsse_json(&env)).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&decision::to_dsse_json(&env)).unwrap_or_default());
     }
-    if outcome.verdict == silkgate::policy::Verdict::Deny {
-        EXIT_NEGATIVE
-    } else {
-        0
-    }
+    if outcome.verdict == silkgate::policy::Verdict::Deny { EXIT_NEGATIVE } else { 0 }
 }

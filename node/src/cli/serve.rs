@@ -31,12 +31,11 @@ pub struct Args {
     #[arg(long, env = "SILKGATE_NODE_ID")]
     node_id: Option<String>,
     /// How long a decision stays valid evidence, in seconds.
-    #[arg(
-        long,
-        env = "SILKGATE_DECISION_VALIDITY_SECS",
-        default_value_t = 86_400
-    )]
+    #[arg(long, env = "SILKGATE_DECISION_VALIDITY_SECS", default_value_t = 86_400)]
     decision_validity_secs: i64,
+    /// Run without the decision log (benchmarks only: decisions are then not kept as evidence).
+    #[arg(long, env = "SILKGATE_NO_LOG")]
+    no_log: bool,
     /// Log format: text or json.
     #[arg(long, env = "SILKGATE_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -45,9 +44,7 @@ pub struct Args {
 fn init_logging(format: &str) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         "text" => builder.try_init(),
         "json" => builder.json().flatten_event(true).try_init(),
@@ -71,10 +68,7 @@ pub fn run(args: Args) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let key_path = args
-        .key
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("node.key"));
+    let key_path = args.key.clone().unwrap_or_else(|| args.data_dir.join("node.key"));
     let key = match keys::load_or_create(&key_path) {
         Ok(k) => k,
         Err(e) => return fail(e),
@@ -82,10 +76,20 @@ pub fn run(args: Args) -> u8 {
     if key.created {
         tracing::info!(key.id = %key.signer.key_id(), key.path = %key_path.display(), "created a new signing key");
     }
-    let node_id = args
-        .node_id
-        .clone()
-        .unwrap_or_else(|| format!("node-{}", &key.signer.key_id()[..12]));
+    let node_id = args.node_id.clone().unwrap_or_else(|| format!("node-{}", &key.signer.key_id()[..12]));
+    if !silkgate::log::valid_node_id(&node_id) {
+        return fail(format!("--node-id: `{node_id}` must be 1 to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`"));
+    }
+    let signer = Arc::new(key.signer);
+    let log = if args.no_log {
+        tracing::warn!("running without a decision log: decisions are not kept as evidence");
+        None
+    } else {
+        match silkgate::log::open(&args.data_dir, &node_id, signer.clone()) {
+            Ok(l) => Some(l),
+            Err(e) => return fail(e),
+        }
+    };
     for p in policies.policies.values() {
         tracing::info!(
             jurisdiction = %p.jurisdiction,
@@ -100,13 +104,11 @@ pub fn run(args: Args) -> u8 {
         node_id,
         policies: ArcSwap::from_pointee(policies),
         key_valid_from: key.valid_from,
-        signer: key.signer,
+        signer,
         validity_secs: args.decision_validity_secs,
+        log,
     });
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
@@ -115,10 +117,7 @@ pub fn run(args: Args) -> u8 {
             Ok(l) => l,
             Err(e) => return fail(format!("bind {}: {e}", args.listen)),
         };
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(
             listen = %addr,
             node.id = %state.node_id,

@@ -30,10 +30,7 @@ pub fn run(args: Args) -> u8 {
     let (mut passed, mut failed, mut invalid) = (0usize, 0usize, false);
     for path in files {
         let shown = path.display();
-        let file = match std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| cases::parse(&t))
-        {
+        let file = match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| cases::parse(&t)) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("{shown}: {e}");

@@ -35,11 +35,8 @@ fn parse_key(s: &str) -> Result<VerifyingKey, String> {
     if text.starts_with("-----BEGIN") {
         return VerifyingKey::from_public_key_pem(text).map_err(|e| format!("public key PEM: {e}"));
     }
-    let bytes = hex::decode(text)
-        .map_err(|_| "public key: expected 64 hex characters or a PEM file".to_string())?;
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| "public key: expected 32 bytes".to_string())?;
+    let bytes = hex::decode(text).map_err(|_| "public key: expected 64 hex characters or a PEM file".to_string())?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| "public key: expected 32 bytes".to_string())?;
     VerifyingKey::from_bytes(&arr).map_err(|e| format!("public key: {e}"))
 }
 
@@ -47,19 +44,12 @@ async fn node_keys(url: &str) -> Result<Vec<VerifyingKey>, String> {
     let mut client = proto::compliance_client::ComplianceClient::connect(url.to_string())
         .await
         .map_err(|e| format!("connect {url}: {e}"))?;
-    let info = client
-        .node_info(proto::NodeInfoRequest {})
-        .await
-        .map_err(|e| format!("NodeInfo: {e}"))?
-        .into_inner();
+    let info = client.node_info(proto::NodeInfoRequest {}).await.map_err(|e| format!("NodeInfo: {e}"))?.into_inner();
     info.keys
         .iter()
         .map(|k| {
-            let arr: [u8; 32] = k
-                .public_key
-                .as_slice()
-                .try_into()
-                .map_err(|_| "node key is not 32 bytes".to_string())?;
+            let arr: [u8; 32] =
+                k.public_key.as_slice().try_into().map_err(|_| "node key is not 32 bytes".to_string())?;
             VerifyingKey::from_bytes(&arr).map_err(|e| e.to_string())
         })
         .collect()
@@ -70,13 +60,9 @@ pub fn run(args: Args) -> u8 {
         Ok(r) => r,
         Err(e) => return fail(format!("{}: {e}", args.file.display())),
     };
-    let env = match std::str::from_utf8(&raw)
-        .ok()
-        .filter(|t| t.trim_start().starts_with('{'))
-    {
+    let env = match std::str::from_utf8(&raw).ok().filter(|t| t.trim_start().starts_with('{')) {
         Some(text) => decision::from_dsse_json(text),
-        None => proto::SignedDecision::decode(raw.as_slice())
-            .map_err(|e| format!("not a SignedDecision: {e}")),
+        None => proto::SignedDecision::decode(raw.as_slice()).map_err(|e| format!("not a SignedDecision: {e}")),
     };
     let env = match env {
         Ok(e) => e,
@@ -84,10 +70,7 @@ pub fn run(args: Args) -> u8 {
     };
     let keys = match (&args.public_key, &args.node) {
         (Some(k), _) => parse_key(k).map(|k| vec![k]),
-        (None, Some(url)) => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        (None, Some(url)) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(node_keys(url)),
             Err(e) => Err(e.to_string()),
         },
@@ -101,10 +84,7 @@ pub fn run(args: Args) -> u8 {
     match decision::verify(&env, &keys, now) {
         Ok(d) => {
             println!("valid: signed by {}", d.key_id);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&decision::decision_json(&d)).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&decision::decision_json(&d)).unwrap_or_default());
             0
         }
         Err(e) => {

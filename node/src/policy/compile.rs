@@ -7,9 +7,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::expr::{
-    CmpOp, Expr, ExprKind, LitValue, Literal, Path, Quant, QuantBody, SetExpr, Test,
-};
+use super::expr::{CmpOp, Expr, ExprKind, LitValue, Literal, Path, Quant, QuantBody, SetExpr, Test};
 use super::source::RuleDoc;
 use crate::diag::{Diagnostic, suggest};
 use crate::request::{EnumSet, Licence, Request};
@@ -98,13 +96,7 @@ impl Compiler<'_> {
         None
     }
 
-    fn err_help(
-        &mut self,
-        rule: &RuleDoc,
-        span: Range<usize>,
-        msg: impl Into<String>,
-        help: impl Into<String>,
-    ) {
+    fn err_help(&mut self, rule: &RuleDoc, span: Range<usize>, msg: impl Into<String>, help: impl Into<String>) {
         let d = Diagnostic::at(self.file, self.text, rule.map_span(span), msg).with_help(help);
         self.diags.push(d);
     }
@@ -122,26 +114,14 @@ impl Compiler<'_> {
             let names: Vec<&str> = schema::LICENCE_FIELDS.iter().map(|(n, _)| *n).collect();
             let help = match suggest(p, names.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => format!(
-                    "inside `where`, conditions read the licence's fields: {}",
-                    names.join(", ")
-                ),
+                None => format!("inside `where`, conditions read the licence's fields: {}", names.join(", ")),
             };
-            self.err_help(
-                rule,
-                path.span.clone(),
-                format!("unknown licence field `{p}`"),
-                help,
-            );
+            self.err_help(rule, path.span.clone(), format!("unknown licence field `{p}`"), help);
             return None;
         }
         if let Some(name) = p.strip_prefix("labels.") {
             if name.is_empty() || name.contains('.') {
-                self.err(
-                    rule,
-                    path.span.clone(),
-                    format!("`{p}` is not a label name"),
-                );
+                self.err(rule, path.span.clone(), format!("`{p}` is not a label name"));
                 return None;
             }
             return Some(Resolved::Label(name.into()));
@@ -153,41 +133,24 @@ impl Compiler<'_> {
         candidates.push("labels.NAME");
         let help = match suggest(p, candidates.iter().copied()) {
             Some(s) => format!("did you mean `{s}`?"),
-            None => {
-                "see the README's attribute table for the paths a condition can read".to_string()
-            }
+            None => "see the README's attribute table for the paths a condition can read".to_string(),
         };
-        self.err_help(
-            rule,
-            path.span.clone(),
-            format!("unknown attribute `{p}`"),
-            help,
-        );
+        self.err_help(rule, path.span.clone(), format!("unknown attribute `{p}`"), help);
         None
     }
 
     fn node(cond: Cond, span: &Range<usize>) -> Option<Node> {
-        Some(Node {
-            cond,
-            span: span.start as u32..span.end as u32,
-        })
+        Some(Node { cond, span: span.start as u32..span.end as u32 })
     }
 
     fn expr(&mut self, rule: &RuleDoc, e: &Expr, in_licence: bool) -> Option<Node> {
         match &e.kind {
             ExprKind::Const(b) => Self::node(Cond::Const(*b), &e.span),
             ExprKind::And(items) | ExprKind::Or(items) => {
-                let nodes: Vec<Option<Node>> = items
-                    .iter()
-                    .map(|i| self.expr(rule, i, in_licence))
-                    .collect();
+                let nodes: Vec<Option<Node>> = items.iter().map(|i| self.expr(rule, i, in_licence)).collect();
                 let nodes: Option<Vec<Node>> = nodes.into_iter().collect();
                 let nodes = nodes?.into_boxed_slice();
-                let cond = if matches!(e.kind, ExprKind::And(_)) {
-                    Cond::And(nodes)
-                } else {
-                    Cond::Or(nodes)
-                };
+                let cond = if matches!(e.kind, ExprKind::And(_)) { Cond::And(nodes) } else { Cond::Or(nodes) };
                 Self::node(cond, &e.span)
             }
             ExprKind::Not(inner) => {
@@ -203,10 +166,7 @@ impl Compiler<'_> {
                             return self.err(
                                 rule,
                                 path.span.clone(),
-                                format!(
-                                    "`{}` is a bool and always present; test it directly",
-                                    path.text
-                                ),
+                                format!("`{}` is a bool and always present; test it directly", path.text),
                             );
                         }
                         Getter::Int(g) => Presence::Int(g),
@@ -225,14 +185,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn test(
-        &mut self,
-        rule: &RuleDoc,
-        e: &Expr,
-        path: &Path,
-        test: Option<&Test>,
-        in_licence: bool,
-    ) -> Option<Node> {
+    fn test(&mut self, rule: &RuleDoc, e: &Expr, path: &Path, test: Option<&Test>, in_licence: bool) -> Option<Node> {
         let resolved = self.resolve(rule, path, in_licence)?;
         let getter = match resolved {
             Resolved::Label(k) => {
@@ -247,22 +200,9 @@ impl Compiler<'_> {
         match getter {
             Getter::Bool(g) => match test {
                 None => Self::node(Cond::Bool(g), &e.span),
-                Some(Test::Cmp(
-                    op @ (CmpOp::Eq | CmpOp::Ne),
-                    Literal {
-                        value: LitValue::Bool(b),
-                        ..
-                    },
-                )) => {
-                    let base = Node {
-                        cond: Cond::Bool(g),
-                        span: e.span.start as u32..e.span.end as u32,
-                    };
-                    if (*op == CmpOp::Eq) == *b {
-                        Some(base)
-                    } else {
-                        Self::node(Cond::Not(Box::new(base)), &e.span)
-                    }
+                Some(Test::Cmp(op @ (CmpOp::Eq | CmpOp::Ne), Literal { value: LitValue::Bool(b), .. })) => {
+                    let base = Node { cond: Cond::Bool(g), span: e.span.start as u32..e.span.end as u32 };
+                    if (*op == CmpOp::Eq) == *b { Some(base) } else { Self::node(Cond::Not(Box::new(base)), &e.span) }
                 }
                 Some(_) => self.err(
                     rule,
@@ -271,24 +211,16 @@ impl Compiler<'_> {
                 ),
             },
             Getter::Int(g) => match test {
-                Some(Test::Cmp(
-                    op,
-                    Literal {
-                        value: LitValue::Int(n),
-                        ..
-                    },
-                )) => Self::node(Cond::Int(g, *op, *n), &e.span),
-                Some(Test::Cmp(_, lit)) => self.err(
-                    rule,
-                    lit.span.clone(),
-                    format!("`{p}` is an integer; compare it with a number"),
-                ),
+                Some(Test::Cmp(op, Literal { value: LitValue::Int(n), .. })) => {
+                    Self::node(Cond::Int(g, *op, *n), &e.span)
+                }
+                Some(Test::Cmp(_, lit)) => {
+                    self.err(rule, lit.span.clone(), format!("`{p}` is an integer; compare it with a number"))
+                }
                 _ => self.err(
                     rule,
                     e.span.clone(),
-                    format!(
-                        "`{p}` is an integer; compare it with `==`, `!=`, `<`, `<=`, `>` or `>=`"
-                    ),
+                    format!("`{p}` is an integer; compare it with `==`, `!=`, `<`, `<=`, `>` or `>=`"),
                 ),
             },
             Getter::Str(case, g) => self.str_test(rule, e, path, StrGet::Req(g), case, test),
@@ -313,19 +245,14 @@ impl Compiler<'_> {
                 self.err_help(
                     rule,
                     e.span.clone(),
-                    format!(
-                        "`{p}` is a {}; say which of its items must pass",
-                        getter.type_name()
-                    ),
+                    format!("`{p}` is a {}; say which of its items must pass", getter.type_name()),
                     format!("use `any`, `all` or `none`, e.g. `{example}`"),
                 );
                 None
             }
-            Getter::Message(_) => self.err(
-                rule,
-                e.span.clone(),
-                format!("`{p}` is a message: test `present({p})` or one of its fields"),
-            ),
+            Getter::Message(_) => {
+                self.err(rule, e.span.clone(), format!("`{p}` is a message: test `present({p})` or one of its fields"))
+            }
         }
     }
 
@@ -345,11 +272,7 @@ impl Compiler<'_> {
         let resolved = self.resolve(rule, path, in_licence)?;
         let p = &path.text;
         let Resolved::Attr(getter) = resolved else {
-            return self.err(
-                rule,
-                path.span.clone(),
-                format!("`{p}` is not a list; drop the `any`/`all`/`none`"),
-            );
+            return self.err(rule, path.span.clone(), format!("`{p}` is not a list; drop the `any`/`all`/`none`"));
         };
         match (getter, body) {
             (Getter::EnumSet(def, g), QuantBody::Test(test)) => {
@@ -367,9 +290,15 @@ impl Compiler<'_> {
             (Getter::Licences(_), QuantBody::Test(_)) => self.err(
                 rule,
                 e.span.clone(),
-                format!("`{p}` holds licences; test their fields with `where (regulator == \"...\" and kind == \"...\")`"),
+                format!(
+                    "`{p}` holds licences; test their fields with `where (regulator == \"...\" and kind == \"...\")`"
+                ),
             ),
-            (_, QuantBody::Where(_)) => self.err(rule, e.span.clone(), format!("`where` applies to lists of licences, and `{p}` is a {}", getter.type_name())),
+            (_, QuantBody::Where(_)) => self.err(
+                rule,
+                e.span.clone(),
+                format!("`where` applies to lists of licences, and `{p}` is a {}", getter.type_name()),
+            ),
             _ => self.err(rule, path.span.clone(), format!("`{p}` is a {}, not a list", getter.type_name())),
         }
     }
@@ -387,29 +316,16 @@ impl Compiler<'_> {
             return self.err(
                 rule,
                 e.span.clone(),
-                format!(
-                    "`{}` is a string; compare it with `==`, `!=` or `in`, or test `present(...)`",
-                    path.text
-                ),
+                format!("`{}` is a string; compare it with `==`, `!=` or `in`, or test `present(...)`", path.text),
             );
         };
         let t = self.str_set(rule, path, case, test)?;
         Self::node(Cond::Str(get, t), &e.span)
     }
 
-    fn str_literal(
-        &mut self,
-        rule: &RuleDoc,
-        path: &Path,
-        case: Case,
-        lit: &Literal,
-    ) -> Option<Box<str>> {
+    fn str_literal(&mut self, rule: &RuleDoc, path: &Path, case: Case, lit: &Literal) -> Option<Box<str>> {
         let LitValue::Str(s) = &lit.value else {
-            self.err(
-                rule,
-                lit.span.clone(),
-                format!("`{}` holds strings; quote the value", path.text),
-            );
+            self.err(rule, lit.span.clone(), format!("`{}` holds strings; quote the value", path.text));
             return None;
         };
         let normal = match case {
@@ -424,11 +340,7 @@ impl Compiler<'_> {
                 format!(
                     "`{}` is compared in {} case, so `{s}` can never match",
                     path.text,
-                    if case == Case::Upper {
-                        "upper"
-                    } else {
-                        "lower"
-                    }
+                    if case == Case::Upper { "upper" } else { "lower" }
                 ),
                 format!("write \"{normal}\""),
             );
@@ -441,89 +353,55 @@ impl Compiler<'_> {
         match test {
             Test::Cmp(op @ (CmpOp::Eq | CmpOp::Ne), lit) => {
                 let s = self.str_literal(rule, path, case, lit)?;
-                Some(StrTest {
-                    negated: *op == CmpOp::Ne,
-                    set: StrSet::One(s),
-                })
+                Some(StrTest { negated: *op == CmpOp::Ne, set: StrSet::One(s) })
             }
             Test::Cmp(op, lit) => {
                 self.err(
                     rule,
                     lit.span.clone(),
-                    format!(
-                        "strings compare with `==`, `!=` or `in`, not `{}`",
-                        op.as_str()
-                    ),
+                    format!("strings compare with `==`, `!=` or `in`, not `{}`", op.as_str()),
                 );
                 None
             }
-            Test::In {
-                negated,
-                set: SetExpr::List(items, _),
-            } => {
+            Test::In { negated, set: SetExpr::List(items, _) } => {
                 let mut out = Vec::new();
                 for lit in items {
                     out.push(self.str_literal(rule, path, case, lit));
                 }
                 let out: Option<Vec<Box<str>>> = out.into_iter().collect();
-                Some(StrTest {
-                    negated: *negated,
-                    set: StrSet::List(out?.into_boxed_slice()),
-                })
+                Some(StrTest { negated: *negated, set: StrSet::List(out?.into_boxed_slice()) })
             }
-            Test::In {
-                negated,
-                set: SetExpr::Data(name, span),
-            } => {
+            Test::In { negated, set: SetExpr::Data(name, span) } => {
                 let Some(&(idx, data_case)) = self.data.get(name) else {
                     let names: Vec<&str> = self.data.keys().map(String::as_str).collect();
                     let help = match suggest(name, names.iter().copied()) {
                         Some(s) => format!("did you mean `data.{s}`?"),
                         None => "declare it with a [data.NAME] table naming its file".to_string(),
                     };
-                    self.err_help(
-                        rule,
-                        span.clone(),
-                        format!("unknown data set `{name}`"),
-                        help,
-                    );
+                    self.err_help(rule, span.clone(), format!("unknown data set `{name}`"), help);
                     return None;
                 };
                 if case != Case::AsIs && data_case != Some(case) {
-                    let want = if case == Case::Upper {
-                        "uppercase"
-                    } else {
-                        "lowercase"
-                    };
+                    let want = if case == Case::Upper { "uppercase" } else { "lowercase" };
                     self.err_help(
                         rule,
                         span.clone(),
-                        format!("`{}` is compared in {want}, but data set `{name}` is not normalised that way", path.text),
+                        format!(
+                            "`{}` is compared in {want}, but data set `{name}` is not normalised that way",
+                            path.text
+                        ),
                         format!("add `normalize = \"{want}\"` to its data file"),
                     );
                     return None;
                 }
-                Some(StrTest {
-                    negated: *negated,
-                    set: StrSet::Data(idx),
-                })
+                Some(StrTest { negated: *negated, set: StrSet::Data(idx) })
             }
         }
     }
 
-    fn enum_value(
-        &mut self,
-        rule: &RuleDoc,
-        path: &Path,
-        def: &EnumDef,
-        lit: &Literal,
-    ) -> Option<i32> {
+    fn enum_value(&mut self, rule: &RuleDoc, path: &Path, def: &EnumDef, lit: &Literal) -> Option<i32> {
         let LitValue::Str(s) = &lit.value else {
-            self.err(
-                rule,
-                lit.span.clone(),
-                format!("`{}` is an enum; name its value as a string", path.text),
-            );
+            self.err(rule, lit.span.clone(), format!("`{}` is an enum; name its value as a string", path.text));
             return None;
         };
         if let Some(n) = def.number(s) {
@@ -534,58 +412,29 @@ impl Compiler<'_> {
             Some(x) => format!("did you mean \"{x}\"?"),
             None => format!("expected one of: {}", names.join(", ")),
         };
-        self.err_help(
-            rule,
-            lit.span.clone(),
-            format!("`{s}` is not a value of `{}` ({})", path.text, def.name),
-            help,
-        );
+        self.err_help(rule, lit.span.clone(), format!("`{s}` is not a value of `{}` ({})", path.text, def.name), help);
         None
     }
 
     /// The mask of enum numbers that pass `test`.
-    fn enum_mask(
-        &mut self,
-        rule: &RuleDoc,
-        path: &Path,
-        def: &EnumDef,
-        test: &Test,
-    ) -> Option<EnumSet> {
+    fn enum_mask(&mut self, rule: &RuleDoc, path: &Path, def: &EnumDef, test: &Test) -> Option<EnumSet> {
         let (negated, values) = match test {
-            Test::Cmp(op @ (CmpOp::Eq | CmpOp::Ne), lit) => (
-                *op == CmpOp::Ne,
-                vec![self.enum_value(rule, path, def, lit)],
-            ),
+            Test::Cmp(op @ (CmpOp::Eq | CmpOp::Ne), lit) => {
+                (*op == CmpOp::Ne, vec![self.enum_value(rule, path, def, lit)])
+            }
             Test::Cmp(op, lit) => {
                 self.err(
                     rule,
                     lit.span.clone(),
-                    format!(
-                        "enums compare with `==`, `!=` or `in`, not `{}`",
-                        op.as_str()
-                    ),
+                    format!("enums compare with `==`, `!=` or `in`, not `{}`", op.as_str()),
                 );
                 return None;
             }
-            Test::In {
-                negated,
-                set: SetExpr::List(items, _),
-            } => (
-                *negated,
-                items
-                    .iter()
-                    .map(|l| self.enum_value(rule, path, def, l))
-                    .collect(),
-            ),
-            Test::In {
-                set: SetExpr::Data(_, span),
-                ..
-            } => {
-                self.err(
-                    rule,
-                    span.clone(),
-                    format!("`{}` is an enum; list its values inline", path.text),
-                );
+            Test::In { negated, set: SetExpr::List(items, _) } => {
+                (*negated, items.iter().map(|l| self.enum_value(rule, path, def, l)).collect())
+            }
+            Test::In { set: SetExpr::Data(_, span), .. } => {
+                self.err(rule, span.clone(), format!("`{}` is an enum; list its values inline", path.text));
                 return None;
             }
         };

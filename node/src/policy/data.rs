@@ -31,11 +31,7 @@ pub struct DataSet {
 impl DataSet {
     /// True when `value` is listed on `day`. No allocation.
     pub fn contains(&self, value: &str, day: Day) -> bool {
-        self.entries.get(value).is_some_and(|periods| {
-            periods
-                .iter()
-                .any(|&(from, until)| from <= day && day < until)
-        })
+        self.entries.get(value).is_some_and(|periods| periods.iter().any(|&(from, until)| from <= day && day < until))
     }
 
     pub fn len(&self) -> usize {
@@ -59,11 +55,7 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<DataSet, Vec<Diagnost
     };
     let span = root.span();
     let root = root.get_ref();
-    r.check_keys(
-        root,
-        &["description", "source", "normalize", "entry"],
-        "the data file",
-    );
+    r.check_keys(root, &["description", "source", "normalize", "entry"], "the data file");
     r.string(root, span.clone(), "description", "the data file", false);
     r.string(root, span.clone(), "source", "the data file", false);
     let case = match r.string(root, span, "normalize", "the data file", false) {
@@ -73,12 +65,7 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<DataSet, Vec<Diagnost
             "lowercase" => Some(Case::Lower),
             "uppercase" => Some(Case::Upper),
             other => {
-                r.error(
-                    n.span(),
-                    format!(
-                        "normalize must be `none`, `lowercase` or `uppercase`, found `{other}`"
-                    ),
-                );
+                r.error(n.span(), format!("normalize must be `none`, `lowercase` or `uppercase`, found `{other}`"));
                 None
             }
         },
@@ -106,21 +93,10 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<DataSet, Vec<Diagnost
             Some(Case::Upper) => s.make_ascii_uppercase(),
             _ => {}
         }
-        let period = (
-            from.map_or(Day::MIN, |d| *d.get_ref()),
-            until.map_or(Day::MAX, |d| *d.get_ref()),
-        );
+        let period = (from.map_or(Day::MIN, |d| *d.get_ref()), until.map_or(Day::MAX, |d| *d.get_ref()));
         entries.entry(s.into_boxed_str()).or_default().push(period);
     }
-    if r.diags.is_empty() {
-        Ok(DataSet {
-            name: name.to_string(),
-            case,
-            entries,
-        })
-    } else {
-        Err(r.diags)
-    }
+    if r.diags.is_empty() { Ok(DataSet { name: name.to_string(), case, entries }) } else { Err(r.diags) }
 }
 
 #[cfg(test)]
@@ -148,13 +124,7 @@ value = "0xdef"
     #[test]
     fn reports_bad_entries() {
         let errs = parse("s", "s.toml", "[[entry]]\nvalu = 1\n").unwrap_err();
-        assert!(
-            errs.iter()
-                .any(|d| d.message.contains("unknown key `valu`"))
-        );
-        assert!(
-            errs.iter()
-                .any(|d| d.message.contains("missing key `value`"))
-        );
+        assert!(errs.iter().any(|d| d.message.contains("unknown key `valu`")));
+        assert!(errs.iter().any(|d| d.message.contains("missing key `value`")));
     }
 }

@@ -43,12 +43,7 @@ struct Env<'a> {
 impl Policy {
     /// Evaluates `req` as of `day`. Deny overrides; every matching rule in force is reported.
     pub fn evaluate(&self, req: &Request, day: Day) -> Outcome {
-        let env = Env {
-            req,
-            licence: None,
-            day,
-            data: &self.data,
-        };
+        let env = Env { req, licence: None, day, data: &self.data };
         let mut matched = SmallVec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.in_force(day) && holds(&rule.cond, &env) {
@@ -67,21 +62,12 @@ impl Policy {
         } else {
             (self.default, true)
         };
-        Outcome {
-            verdict,
-            default_applied,
-            matched,
-        }
+        Outcome { verdict, default_applied, matched }
     }
 
     /// Evaluates like [`Policy::evaluate`] and also says, rule by rule, why.
     pub fn explain(&self, req: &Request, day: Day) -> (Outcome, Vec<RuleTrace>) {
-        let env = Env {
-            req,
-            licence: None,
-            day,
-            data: &self.data,
-        };
+        let env = Env { req, licence: None, day, data: &self.data };
         let mut matched = SmallVec::new();
         let mut traces = Vec::with_capacity(self.rules.len());
         for (i, rule) in self.rules.iter().enumerate() {
@@ -92,18 +78,10 @@ impl Policy {
             }
             let failed = (!held).then(|| {
                 let (span, actual) = why(&rule.cond, &env);
-                let text = rule
-                    .when
-                    .get(span.start as usize..span.end as usize)
-                    .unwrap_or(&rule.when);
+                let text = rule.when.get(span.start as usize..span.end as usize).unwrap_or(&rule.when);
                 (text.trim().to_string(), actual)
             });
-            traces.push(RuleTrace {
-                rule: i,
-                in_force,
-                matched: in_force && held,
-                failed,
-            });
+            traces.push(RuleTrace { rule: i, in_force, matched: in_force && held, failed });
         }
         (self.decide(matched), traces)
     }
@@ -118,8 +96,7 @@ fn holds(n: &Node, env: &Env<'_>) -> bool {
         Cond::Bool(g) => g(env.req),
         Cond::Int(g, op, v) => cmp(g(env.req), *op, *v),
         Cond::Str(get, test) => {
-            str_of(get, env).is_some_and(|s| str_test(s, test, env))
-                || str_absent_passes(get, test, env)
+            str_of(get, env).is_some_and(|s| str_test(s, test, env)) || str_absent_passes(get, test, env)
         }
         Cond::Enum(_, g, mask) => bit(g(env.req)) & mask != 0,
         Cond::EnumSet(_, g, q, mask) => {
@@ -140,15 +117,7 @@ fn holds(n: &Node, env: &Env<'_>) -> bool {
         }
         Cond::Licences(g, q, inner) => {
             let list = g(env.req);
-            let pass = |l: &Licence| {
-                holds(
-                    inner,
-                    &Env {
-                        licence: Some(l),
-                        ..*env
-                    },
-                )
-            };
+            let pass = |l: &Licence| holds(inner, &Env { licence: Some(l), ..*env });
             match q {
                 Quant::Any => list.iter().any(pass),
                 Quant::All => list.iter().all(pass),
@@ -228,10 +197,7 @@ fn why(n: &Node, env: &Env<'_>) -> (std::ops::Range<u32>, String) {
             let parts: Vec<String> = items.iter().map(|i| why(i, env).1).collect();
             (n.span.clone(), parts.join("; "))
         }
-        Cond::Not(inner) => (
-            n.span.clone(),
-            format!("{} (the negated condition held)", actual(inner, env)),
-        ),
+        Cond::Not(inner) => (n.span.clone(), format!("{} (the negated condition held)", actual(inner, env))),
         _ => (n.span.clone(), actual(n, env)),
     }
 }
@@ -245,16 +211,11 @@ fn actual(n: &Node, env: &Env<'_>) -> String {
         Cond::Bool(g) => g(env.req).to_string(),
         Cond::Int(g, ..) => g(env.req).to_string(),
         Cond::Str(get, _) => quote(str_of(get, env)),
-        Cond::Enum(def, g, _) => def
-            .short_name(g(env.req))
-            .unwrap_or_else(|| "unknown".into()),
+        Cond::Enum(def, g, _) => def.short_name(g(env.req)).unwrap_or_else(|| "unknown".into()),
         Cond::EnumSet(def, g, ..) => def.render_set(g(env.req)),
         Cond::StrList(g, ..) => format!("{:?}", g(env.req)),
         Cond::Licences(g, ..) => {
-            let items: Vec<String> = g(env.req)
-                .iter()
-                .map(|l| format!("{}/{}", l.regulator, l.kind))
-                .collect();
+            let items: Vec<String> = g(env.req).iter().map(|l| format!("{}/{}", l.regulator, l.kind)).collect();
             format!("[{}]", items.join(", "))
         }
         Cond::Present(_) => "absent".into(),

@@ -139,9 +139,7 @@ fn describe(t: &Tok) -> String {
     }
 }
 
-const KEYWORDS: &[&str] = &[
-    "and", "or", "not", "in", "any", "all", "none", "where", "present", "true", "false",
-];
+const KEYWORDS: &[&str] = &["and", "or", "not", "in", "any", "all", "none", "where", "present", "true", "false"];
 
 fn lex(src: &str) -> Result<Vec<(Tok, Span)>, SyntaxError> {
     let bytes = src.as_bytes();
@@ -177,11 +175,7 @@ fn lex(src: &str) -> Result<Vec<(Tok, Span)>, SyntaxError> {
                     (b'<', false) => CmpOp::Lt,
                     (b'>', false) => CmpOp::Gt,
                     _ => {
-                        let hint = if c == b'=' {
-                            "; use `==` to compare"
-                        } else {
-                            "; use `not` to negate"
-                        };
+                        let hint = if c == b'=' { "; use `==` to compare" } else { "; use `not` to negate" };
                         return Err(SyntaxError {
                             span: i..i + 1,
                             message: format!("unexpected `{}`{hint}", c as char),
@@ -198,10 +192,7 @@ fn lex(src: &str) -> Result<Vec<(Tok, Span)>, SyntaxError> {
                 loop {
                     match bytes.get(i) {
                         None | Some(b'\n') => {
-                            return Err(SyntaxError {
-                                span: start..i,
-                                message: "unterminated string".into(),
-                            });
+                            return Err(SyntaxError { span: start..i, message: "unterminated string".into() });
                         }
                         Some(&b) if b == quote => break,
                         Some(b'\\') if quote == b'"' => {
@@ -212,9 +203,7 @@ fn lex(src: &str) -> Result<Vec<(Tok, Span)>, SyntaxError> {
                                 _ => {
                                     return Err(SyntaxError {
                                         span: i..i + 2,
-                                        message:
-                                            "only `\\\"` and `\\\\` escapes are allowed in strings"
-                                                .into(),
+                                        message: "only `\\\"` and `\\\\` escapes are allowed in strings".into(),
                                     });
                                 }
                             }
@@ -245,9 +234,7 @@ fn lex(src: &str) -> Result<Vec<(Tok, Span)>, SyntaxError> {
                 continue;
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'.' | b'-'))
-                {
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'.' | b'-')) {
                     i += 1;
                 }
                 out.push((Tok::Ident(src[start..i].to_string()), start..i));
@@ -275,23 +262,14 @@ struct Parser {
 
 /// Parses a condition.
 pub fn parse(src: &str) -> Result<Expr, SyntaxError> {
-    let mut p = Parser {
-        toks: lex(src)?,
-        pos: 0,
-    };
+    let mut p = Parser { toks: lex(src)?, pos: 0 };
     if p.peek() == &Tok::End {
-        return Err(SyntaxError {
-            span: 0..src.len(),
-            message: "empty condition".into(),
-        });
+        return Err(SyntaxError { span: 0..src.len(), message: "empty condition".into() });
     }
     let e = p.expr(0)?;
     match p.peek() {
         Tok::End => Ok(e),
-        t => Err(p.error(format!(
-            "expected `and`, `or` or end of condition, found {}",
-            describe(t)
-        ))),
+        t => Err(p.error(format!("expected `and`, `or` or end of condition, found {}", describe(t)))),
     }
 }
 
@@ -316,10 +294,7 @@ impl Parser {
     }
 
     fn error(&self, message: String) -> SyntaxError {
-        SyntaxError {
-            span: self.span(),
-            message,
-        }
+        SyntaxError { span: self.span(), message }
     }
 
     fn is_kw(&self, kw: &str) -> bool {
@@ -330,11 +305,7 @@ impl Parser {
         if *self.peek() == want {
             Ok(self.bump().1)
         } else {
-            Err(self.error(format!(
-                "expected {}, found {}",
-                describe(&want),
-                describe(self.peek())
-            )))
+            Err(self.error(format!("expected {}, found {}", describe(&want), describe(self.peek()))))
         }
     }
 
@@ -367,10 +338,7 @@ impl Parser {
             items.push(next(self, depth)?);
         }
         let end = items.last().map_or(start, |e| e.span.end);
-        Ok(Expr {
-            kind: make(items),
-            span: start..end,
-        })
+        Ok(Expr { kind: make(items), span: start..end })
     }
 
     fn unary(&mut self, depth: usize) -> Result<Expr, SyntaxError> {
@@ -378,10 +346,7 @@ impl Parser {
             let start = self.bump().1.start;
             let inner = self.unary(depth + 1)?;
             let end = inner.span.end;
-            return Ok(Expr {
-                kind: ExprKind::Not(Box::new(inner)),
-                span: start..end,
-            });
+            return Ok(Expr { kind: ExprKind::Not(Box::new(inner)), span: start..end });
         }
         self.atom(depth)
     }
@@ -392,23 +357,14 @@ impl Parser {
             Tok::LParen => {
                 let inner = self.expr(depth + 1)?;
                 let end = self.expect(Tok::RParen)?.end;
-                Ok(Expr {
-                    kind: inner.kind,
-                    span: span.start..end,
-                })
+                Ok(Expr { kind: inner.kind, span: span.start..end })
             }
-            Tok::Ident(w) if w == "true" || w == "false" => Ok(Expr {
-                kind: ExprKind::Const(w == "true"),
-                span,
-            }),
+            Tok::Ident(w) if w == "true" || w == "false" => Ok(Expr { kind: ExprKind::Const(w == "true"), span }),
             Tok::Ident(w) if w == "present" => {
                 self.expect(Tok::LParen)?;
                 let path = self.path()?;
                 let end = self.expect(Tok::RParen)?.end;
-                Ok(Expr {
-                    kind: ExprKind::Present(path),
-                    span: span.start..end,
-                })
+                Ok(Expr { kind: ExprKind::Present(path), span: span.start..end })
             }
             Tok::Ident(w) if w == "any" || w == "all" || w == "none" => {
                 let q = match w.as_str() {
@@ -435,29 +391,17 @@ impl Parser {
                     )));
                 };
                 let end = self.toks[self.pos.saturating_sub(1)].1.end;
-                Ok(Expr {
-                    kind: ExprKind::Quant(q, path, QuantBody::Test(test)),
-                    span: span.start..end,
-                })
+                Ok(Expr { kind: ExprKind::Quant(q, path, QuantBody::Test(test)), span: span.start..end })
             }
             Tok::Ident(w) if !KEYWORDS.contains(&w.as_str()) => {
-                let path = Path {
-                    text: w,
-                    span: span.clone(),
-                };
+                let path = Path { text: w, span: span.clone() };
                 let test = self.test()?;
                 let end = self.toks[self.pos.saturating_sub(1)].1.end;
-                Ok(Expr {
-                    kind: ExprKind::Test(path, test),
-                    span: span.start..end,
-                })
+                Ok(Expr { kind: ExprKind::Test(path, test), span: span.start..end })
             }
             t => {
                 self.pos -= usize::from(self.pos > 0 && t != Tok::End);
-                Err(SyntaxError {
-                    span,
-                    message: format!("expected a condition, found {}", describe(&t)),
-                })
+                Err(SyntaxError { span, message: format!("expected a condition, found {}", describe(&t)) })
             }
         }
     }
@@ -468,10 +412,7 @@ impl Parser {
                 let span = self.bump().1;
                 Ok(Path { text: w, span })
             }
-            t => Err(self.error(format!(
-                "expected an attribute path, found {}",
-                describe(&t)
-            ))),
+            t => Err(self.error(format!("expected an attribute path, found {}", describe(&t)))),
         }
     }
 
@@ -483,21 +424,12 @@ impl Parser {
             }
             Tok::Ident(w) if w == "in" => {
                 self.bump();
-                Ok(Some(Test::In {
-                    negated: false,
-                    set: self.set()?,
-                }))
+                Ok(Some(Test::In { negated: false, set: self.set()? }))
             }
-            Tok::Ident(w)
-                if w == "not"
-                    && matches!(&self.toks[self.pos + 1].0, Tok::Ident(n) if n == "in") =>
-            {
+            Tok::Ident(w) if w == "not" && matches!(&self.toks[self.pos + 1].0, Tok::Ident(n) if n == "in") => {
                 self.bump();
                 self.bump();
-                Ok(Some(Test::In {
-                    negated: true,
-                    set: self.set()?,
-                }))
+                Ok(Some(Test::In { negated: true, set: self.set()? }))
             }
             _ => Ok(None),
         }
@@ -510,17 +442,10 @@ impl Parser {
             Tok::Int(n) => LitValue::Int(n),
             Tok::Ident(w) if w == "true" || w == "false" => LitValue::Bool(w == "true"),
             Tok::Ident(w) => {
-                return Err(SyntaxError {
-                    span,
-                    message: format!("expected a value, found `{w}`"),
-                }
-                .with_quote_hint(&w));
+                return Err(SyntaxError { span, message: format!("expected a value, found `{w}`") }.with_quote_hint(&w));
             }
             t => {
-                return Err(SyntaxError {
-                    span,
-                    message: format!("expected a value, found {}", describe(&t)),
-                });
+                return Err(SyntaxError { span, message: format!("expected a value, found {}", describe(&t)) });
             }
         };
         Ok(Literal { value, span })
@@ -545,15 +470,10 @@ impl Parser {
                 let end = self.expect(Tok::RBracket)?.end;
                 Ok(SetExpr::List(items, span.start..end))
             }
-            Tok::Ident(w) if w.starts_with("data.") && w.len() > 5 => {
-                Ok(SetExpr::Data(w[5..].to_string(), span))
-            }
+            Tok::Ident(w) if w.starts_with("data.") && w.len() > 5 => Ok(SetExpr::Data(w[5..].to_string(), span)),
             t => Err(SyntaxError {
                 span,
-                message: format!(
-                    "expected `[...]` or `data.NAME` after `in`, found {}",
-                    describe(&t)
-                ),
+                message: format!("expected `[...]` or `data.NAME` after `in`, found {}", describe(&t)),
             }),
         }
     }
@@ -561,8 +481,7 @@ impl Parser {
 
 impl SyntaxError {
     fn with_quote_hint(mut self, word: &str) -> Self {
-        self.message
-            .push_str(&format!(" (strings are quoted: \"{word}\")"));
+        self.message.push_str(&format!(" (strings are quoted: \"{word}\")"));
         self
     }
 }
@@ -578,9 +497,7 @@ mod tests {
     #[test]
     fn parses_precedence_and_spans() {
         let e = ok(r#"a == "x" or b and not c"#);
-        let ExprKind::Or(items) = &e.kind else {
-            panic!("{e:?}")
-        };
+        let ExprKind::Or(items) = &e.kind else { panic!("{e:?}") };
         assert_eq!(items.len(), 2);
         assert!(matches!(items[1].kind, ExprKind::And(_)));
         assert_eq!(items[0].span, 0..8);

@@ -82,42 +82,21 @@ impl RuleDoc {
 /// Files larger than this are refused at load.
 pub const MAX_FILE_BYTES: usize = 4 << 20;
 
-const POLICY_KEYS: &[&str] = &[
-    "id",
-    "jurisdiction",
-    "name",
-    "version",
-    "default",
-    "description",
-];
-const RULE_KEYS: &[&str] = &[
-    "id",
-    "effect",
-    "when",
-    "message",
-    "citation",
-    "url",
-    "effective_from",
-    "effective_until",
-    "note",
-];
+const POLICY_KEYS: &[&str] = &["id", "jurisdiction", "name", "version", "default", "description"];
+const RULE_KEYS: &[&str] =
+    &["id", "effect", "when", "message", "citation", "url", "effective_from", "effective_until", "note"];
 
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Reads a policy file. Returns every problem found, not just the first.
 pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
     let mut r = Reader::new(file, text);
     if text.len() > MAX_FILE_BYTES {
-        return Err(vec![Diagnostic::file(
-            file,
-            format!("file larger than {MAX_FILE_BYTES} bytes"),
-        )]);
+        return Err(vec![Diagnostic::file(file, format!("file larger than {MAX_FILE_BYTES} bytes"))]);
     }
     let Some(root) = r.parse() else {
         return Err(r.diags);
@@ -142,36 +121,23 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
                 if let Some(id) = &id
                     && !valid_id(id.get_ref())
                 {
-                    r.error(
-                        id.span(),
-                        "policy ids are 1 to 64 characters of a-z, 0-9, `-`, `_` and `.`",
-                    );
+                    r.error(id.span(), "policy ids are 1 to 64 characters of a-z, 0-9, `-`, `_` and `.`");
                 }
                 if let Some(j) = &jur {
                     let s = j.get_ref();
                     if s.len() != 2 || !s.bytes().all(|b| b.is_ascii_uppercase()) {
-                        r.error(
-                            j.span(),
-                            format!(
-                                "jurisdiction must be a two-letter upper-case code, found `{s}`"
-                            ),
-                        );
+                        r.error(j.span(), format!("jurisdiction must be a two-letter upper-case code, found `{s}`"));
                     }
                 }
                 let default = default.and_then(|d| match d.get_ref().as_str() {
                     "allow" => Some(Verdict::Allow),
                     "deny" => Some(Verdict::Deny),
                     other => {
-                        r.error(
-                            d.span(),
-                            format!("default must be `allow` or `deny`, found `{other}`"),
-                        );
+                        r.error(d.span(), format!("default must be `allow` or `deny`, found `{other}`"));
                         None
                     }
                 });
-                if let (Some(id), Some(j), Some(n), Some(v), Some(d)) =
-                    (id, jur, name, version, default)
-                {
+                if let (Some(id), Some(j), Some(n), Some(v), Some(d)) = (id, jur, name, version, default) {
                     meta = Some((id, j, n.into_inner(), v.into_inner(), d));
                 }
             }
@@ -186,10 +152,7 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
             let name = k.get_ref().to_string();
             let what = format!("[data.{name}]");
             if !valid_id(&name) || name.contains('.') {
-                r.error(
-                    k.span(),
-                    "data set names are 1 to 64 characters of a-z, 0-9, `-` and `_`",
-                );
+                r.error(k.span(), "data set names are 1 to 64 characters of a-z, 0-9, `-` and `_`");
             }
             let Some(dt) = r.table(v, &what) else {
                 continue;
@@ -202,11 +165,7 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
                     r.error(f.span(), "data files must be inside the policy directory (a relative path without `..`)");
                     continue;
                 }
-                data.push(DataRef {
-                    name,
-                    file: path.clone(),
-                    span: f.span(),
-                });
+                data.push(DataRef { name, file: path.clone(), span: f.span() });
             }
         }
     }
@@ -230,10 +189,7 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
         if let Some(id) = &id
             && !valid_id(id.get_ref())
         {
-            r.error(
-                id.span(),
-                "rule ids are 1 to 64 characters of a-z, 0-9, `-`, `_` and `.`",
-            );
+            r.error(id.span(), "rule ids are 1 to 64 characters of a-z, 0-9, `-`, `_` and `.`");
         }
         if let (Some(f), Some(u)) = (&from, &until)
             && f.get_ref() >= u.get_ref()
@@ -245,10 +201,7 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
             "warn" => Some(Effect::Warn),
             "allow" => Some(Effect::Allow),
             other => {
-                r.error(
-                    e.span(),
-                    format!("effect must be `deny`, `warn` or `allow`, found `{other}`"),
-                );
+                r.error(e.span(), format!("effect must be `deny`, `warn` or `allow`, found `{other}`"));
                 None
             }
         });
@@ -269,14 +222,8 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
                 }
             }
         });
-        if let (
-            Some(id),
-            Some(effect),
-            Some(when),
-            Some((expr, when_offset)),
-            Some(message),
-            Some(citation),
-        ) = (id, effect, when, parsed, message, citation)
+        if let (Some(id), Some(effect), Some(when), Some((expr, when_offset)), Some(message), Some(citation)) =
+            (id, effect, when, parsed, message, citation)
         {
             rules.push(RuleDoc {
                 id,
@@ -301,10 +248,7 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
             let line = text[..first.start].matches('\n').count() + 1;
             r.error(
                 rule.id.span(),
-                format!(
-                    "duplicate rule id `{}` (first defined on line {line})",
-                    rule.id.get_ref()
-                ),
+                format!("duplicate rule id `{}` (first defined on line {line})", rule.id.get_ref()),
             );
         }
     }
@@ -359,21 +303,13 @@ citation = "c"
 
     #[test]
     fn reports_all_errors_with_positions() {
-        let bad = GOOD
-            .replace("effect = \"deny\"", "efect = \"deny\"")
-            .replace("default = \"allow\"", "default = \"maybe\"");
+        let bad =
+            GOOD.replace("effect = \"deny\"", "efect = \"deny\"").replace("default = \"allow\"", "default = \"maybe\"");
         let errs = parse("t.toml", &bad).unwrap_err();
         let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
         let all = text.join("\n");
-        assert!(
-            all.contains("t.toml:7:11: error: default must be `allow` or `deny`"),
-            "{all}"
-        );
-        assert!(
-            all.contains("unknown key `efect` in [[rule]]")
-                && all.contains("did you mean `effect`?"),
-            "{all}"
-        );
+        assert!(all.contains("t.toml:7:11: error: default must be `allow` or `deny`"), "{all}");
+        assert!(all.contains("unknown key `efect` in [[rule]]") && all.contains("did you mean `effect`?"), "{all}");
         assert!(all.contains("missing key `effect`"), "{all}");
     }
 
@@ -390,12 +326,6 @@ citation = "c"
             "{GOOD}\n[[rule]]\nid = \"t.one\"\neffect = \"warn\"\nwhen = 'true'\nmessage = \"m\"\ncitation = \"c\"\n"
         );
         let errs = parse("t.toml", &dup).unwrap_err();
-        assert!(
-            errs[0]
-                .message
-                .contains("duplicate rule id `t.one` (first defined on line 10)"),
-            "{}",
-            errs[0]
-        );
+        assert!(errs[0].message.contains("duplicate rule id `t.one` (first defined on line 10)"), "{}", errs[0]);
     }
 }

@@ -12,9 +12,7 @@ fn policy(rules: &str) -> Policy {
 }
 
 fn rule(id: &str, effect: &str, when: &str) -> String {
-    format!(
-        "[[rule]]\nid = \"{id}\"\neffect = \"{effect}\"\nwhen = '{when}'\nmessage = \"m\"\ncitation = \"c\"\n"
-    )
+    format!("[[rule]]\nid = \"{id}\"\neffect = \"{effect}\"\nwhen = '{when}'\nmessage = \"m\"\ncitation = \"c\"\n")
 }
 
 fn errors(when: &str) -> String {
@@ -32,23 +30,13 @@ fn request() -> Request {
     Request::try_from(proto::DeploymentRequest {
         request_id: "r".into(),
         deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
-        protocol: Some(proto::Protocol {
-            name: "ethereum".into(),
-            ..Default::default()
-        }),
+        protocol: Some(proto::Protocol { name: "ethereum".into(), ..Default::default() }),
         permission_model: proto::PermissionModel::Permissionless as i32,
         node_regions: vec!["CN".into(), "SG".into()],
         services: vec![proto::Service::Exchange as i32],
-        token: Some(proto::Token {
-            transferable: true,
-            ..Default::default()
-        }),
+        token: Some(proto::Token { transferable: true, ..Default::default() }),
         operator: Some(proto::Operator {
-            licences: vec![proto::Licence {
-                regulator: "MAS".into(),
-                kind: "dpt".into(),
-                id: "1".into(),
-            }],
+            licences: vec![proto::Licence { regulator: "MAS".into(), kind: "dpt".into(), id: "1".into() }],
             ..Default::default()
         }),
         labels: [("tier".to_string(), "gold".to_string())].into(),
@@ -68,10 +56,7 @@ fn evaluates_each_condition_form() {
     let cases = [
         (r#"permission_model == "permissionless""#, true),
         (r#"permission_model != "permissionless""#, false),
-        (
-            r#"permission_model in ["permissioned", "open_permissioned"]"#,
-            false,
-        ),
+        (r#"permission_model in ["permissioned", "open_permissioned"]"#, false),
         (r#"permission_model not in ["permissioned"]"#, true),
         ("token.transferable", true),
         ("token.tradable", false),
@@ -84,14 +69,8 @@ fn evaluates_each_condition_form() {
         (r#"any services in ["exchange", "custody"]"#, true),
         (r#"all services in ["exchange"]"#, true),
         (r#"none services == "staking""#, true),
-        (
-            r#"any operator.licences where (regulator == "MAS" and kind == "dpt")"#,
-            true,
-        ),
-        (
-            r#"none operator.licences where (regulator == "MAS")"#,
-            false,
-        ),
+        (r#"any operator.licences where (regulator == "MAS" and kind == "dpt")"#, true),
+        (r#"none operator.licences where (regulator == "MAS")"#, false),
         (r#"labels.tier == "gold""#, true),
         (r#"labels.missing == "x""#, false),
         (r#"labels.missing != "x""#, true),
@@ -133,8 +112,7 @@ fn default_deny_needs_an_allow_rule() {
 
 #[test]
 fn rules_out_of_force_do_not_match() {
-    let r =
-        rule("d", "deny", "true") + "effective_from = 2025-01-10\neffective_until = 2026-07-01\n";
+    let r = rule("d", "deny", "true") + "effective_from = 2025-01-10\neffective_until = 2026-07-01\n";
     let p = policy(&r);
     let v = |y, m, d| p.evaluate(&request(), Day::from_ymd(y, m, d)).verdict;
     assert_eq!(v(2025, 1, 9), Verdict::Allow);
@@ -146,15 +124,11 @@ fn rules_out_of_force_do_not_match() {
 #[test]
 fn type_errors_name_the_problem() {
     let e = errors(r#"permission_model == "permisionless""#);
-    assert!(
-        e.contains("`permisionless` is not a value of `permission_model`"),
-        "{e}"
-    );
+    assert!(e.contains("`permisionless` is not a value of `permission_model`"), "{e}");
     assert!(e.contains("did you mean \"permissionless\"?"), "{e}");
     let e = errors("token.transferible");
     assert!(
-        e.contains("unknown attribute `token.transferible`")
-            && e.contains("did you mean `token.transferable`?"),
+        e.contains("unknown attribute `token.transferible`") && e.contains("did you mean `token.transferable`?"),
         "{e}"
     );
     let e = errors(r#"services == "exchange""#);
@@ -176,11 +150,7 @@ fn type_errors_name_the_problem() {
 
 #[test]
 fn explain_names_the_failed_condition_and_value() {
-    let p = policy(&rule(
-        "r",
-        "deny",
-        r#"token.transferable and node_count > 10"#,
-    ));
+    let p = policy(&rule("r", "deny", r#"token.transferable and node_count > 10"#));
     let (out, traces) = p.explain(&request(), Day(0));
     assert!(out.matched.is_empty());
     let (cond, actual) = traces[0].failed.clone().unwrap();
@@ -190,13 +160,7 @@ fn explain_names_the_failed_condition_and_value() {
 
 #[test]
 fn digest_covers_data_files() {
-    let a = digest(&SourceFiles {
-        policy: ("p.toml", "x"),
-        data: [("d.toml".to_string(), "1")].into(),
-    });
-    let b = digest(&SourceFiles {
-        policy: ("p.toml", "x"),
-        data: [("d.toml".to_string(), "2")].into(),
-    });
+    let a = digest(&SourceFiles { policy: ("p.toml", "x"), data: [("d.toml".to_string(), "1")].into() });
+    let b = digest(&SourceFiles { policy: ("p.toml", "x"), data: [("d.toml".to_string(), "2")].into() });
     assert_ne!(a, b);
 }

@@ -22,11 +22,7 @@ pub type Value<'i> = Spanned<DeValue<'i>>;
 
 impl<'a> Reader<'a> {
     pub fn new(file: &'a str, src: &'a str) -> Self {
-        Reader {
-            file,
-            src,
-            diags: Vec::new(),
-        }
+        Reader { file, src, diags: Vec::new() }
     }
 
     /// Parses the whole file, or records the syntax error.
@@ -43,8 +39,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.diags
-            .push(Diagnostic::at(self.file, self.src, span, message));
+        self.diags.push(Diagnostic::at(self.file, self.src, span, message));
     }
 
     pub fn push(&mut self, d: Diagnostic) {
@@ -75,10 +70,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn get<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Value<'i>> {
-        table
-            .iter()
-            .find(|(k, _)| k.get_ref() == key)
-            .map(|(_, v)| v)
+        table.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v)
     }
 
     /// A string field; `table_span` locates a "missing key" error when it is required.
@@ -104,10 +96,7 @@ impl<'a> Reader<'a> {
                 }
                 DeValue::String(s) => Some(Spanned::new(v.span(), s.to_string())),
                 other => {
-                    self.error(
-                        v.span(),
-                        format!("`{key}` must be a string, found {}", type_of(other)),
-                    );
+                    self.error(v.span(), format!("`{key}` must be a string, found {}", type_of(other)));
                     None
                 }
             },
@@ -120,19 +109,10 @@ impl<'a> Reader<'a> {
         match v.get_ref() {
             DeValue::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => {
                 let d = dt.date?;
-                Some(Spanned::new(
-                    v.span(),
-                    Day::from_ymd(i32::from(d.year), u32::from(d.month), u32::from(d.day)),
-                ))
+                Some(Spanned::new(v.span(), Day::from_ymd(i32::from(d.year), u32::from(d.month), u32::from(d.day))))
             }
             other => {
-                self.error(
-                    v.span(),
-                    format!(
-                        "`{key}` must be a date like 2025-03-21, found {}",
-                        type_of(other)
-                    ),
-                );
+                self.error(v.span(), format!("`{key}` must be a date like 2025-03-21, found {}", type_of(other)));
                 None
             }
         }
@@ -142,10 +122,7 @@ impl<'a> Reader<'a> {
         match v.get_ref() {
             DeValue::Table(t) => Some(t),
             other => {
-                self.error(
-                    v.span(),
-                    format!("`{key}` must be a table, found {}", type_of(other)),
-                );
+                self.error(v.span(), format!("`{key}` must be a table, found {}", type_of(other)));
                 None
             }
         }
@@ -162,10 +139,7 @@ impl<'a> Reader<'a> {
                 .filter(|item| {
                     let ok = matches!(item.get_ref(), DeValue::Table(_));
                     if !ok {
-                        self.error(
-                            item.span(),
-                            format!("`{key}` entries must be tables ([[{key}]])"),
-                        );
+                        self.error(item.span(), format!("`{key}` entries must be tables ([[{key}]])"));
                     }
                     ok
                 })
@@ -173,10 +147,7 @@ impl<'a> Reader<'a> {
             other => {
                 self.error(
                     v.span(),
-                    format!(
-                        "`{key}` must be an array of tables ([[{key}]]), found {}",
-                        type_of(other)
-                    ),
+                    format!("`{key}` must be an array of tables ([[{key}]]), found {}", type_of(other)),
                 );
                 Vec::new()
             }

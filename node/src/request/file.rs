@@ -120,19 +120,12 @@ fn one(def: &EnumDef, field: &str, name: &str) -> Result<i32, RequestError> {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("expected one of: {}", names.join(", ")),
         };
-        RequestError::new(
-            field,
-            format!("`{name}` is not a value of {}; {hint}", def.name),
-        )
+        RequestError::new(field, format!("`{name}` is not a value of {}; {hint}", def.name))
     })
 }
 
 fn many(def: &EnumDef, field: &str, names: &[String]) -> Result<Vec<i32>, RequestError> {
-    names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| one(def, &format!("{field}[{i}]"), n))
-        .collect()
+    names.iter().enumerate().map(|(i, n)| one(def, &format!("{field}[{i}]"), n)).collect()
 }
 
 impl RequestFile {
@@ -169,11 +162,7 @@ impl RequestFile {
                     })
                 })
                 .transpose()?,
-            permission_model: one(
-                &PERMISSION_MODEL,
-                "permission_model",
-                &self.permission_model,
-            )?,
+            permission_model: one(&PERMISSION_MODEL, "permission_model", &self.permission_model)?,
             consensus: self.consensus.clone(),
             node_count: self.node_count,
             node_regions: self.node_regions.clone(),
@@ -222,11 +211,7 @@ impl RequestFile {
                         subject_jurisdictions: d.subject_jurisdictions.clone(),
                         annual_subjects: d.annual_subjects,
                         storage_regions: d.storage_regions.clone(),
-                        erasure_mechanism: one(
-                            &ERASURE_MECHANISM,
-                            "data.erasure_mechanism",
-                            &d.erasure_mechanism,
-                        )?,
+                        erasure_mechanism: one(&ERASURE_MECHANISM, "data.erasure_mechanism", &d.erasure_mechanism)?,
                         dpia_done: d.dpia_done,
                         transfer_mechanisms: many(
                             &TRANSFER_MECHANISM,
@@ -240,11 +225,7 @@ impl RequestFile {
                 takedown_capable: m.takedown_capable,
                 log_retention_days: m.log_retention_days,
             }),
-            end_user_identity: one(
-                &END_USER_IDENTITY,
-                "end_user_identity",
-                &self.end_user_identity,
-            )?,
+            end_user_identity: one(&END_USER_IDENTITY, "end_user_identity", &self.end_user_identity)?,
             operator: self.operator.as_ref().map(|o| proto::Operator {
                 entity_country: o.entity_country.clone(),
                 is_ciio: o.is_ciio,
@@ -252,11 +233,7 @@ impl RequestFile {
                 licences: o
                     .licences
                     .iter()
-                    .map(|l| proto::Licence {
-                        regulator: l.regulator.clone(),
-                        kind: l.kind.clone(),
-                        id: l.id.clone(),
-                    })
+                    .map(|l| proto::Licence { regulator: l.regulator.clone(), kind: l.kind.clone(), id: l.id.clone() })
                     .collect(),
                 registrations: o.registrations.clone(),
                 public_scope_eso: o.public_scope_eso,
@@ -285,14 +262,7 @@ mod tests {
 
         let f = RequestFile::from_toml("services = [\"exchange\", \"stakin\"]").unwrap();
         let e = f.to_proto().unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "services[1]: `stakin` is not a value of Service; did you mean `staking`?"
-        );
-        assert!(
-            RequestFile::from_toml("request_idd = \"a\"")
-                .unwrap_err()
-                .contains("unknown field `request_idd`")
-        );
+        assert_eq!(e, "services[1]: `stakin` is not a value of Service; did you mean `staking`?");
+        assert!(RequestFile::from_toml("request_idd = \"a\"").unwrap_err().contains("unknown field `request_idd`"));
     }
 }

@@ -1,0 +1,1 @@
+//! Offline audit of a log directory: being written.

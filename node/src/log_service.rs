@@ -1,0 +1,105 @@
+//! The `DecisionLog` gRPC service: checkpoints, proofs and entries for auditors.
+
+use tonic::{Request, Response, Status};
+
+use crate::checkpoint::Checkpoint;
+use crate::log::{LogError, LogHandle};
+use crate::proto::{self, decision_log_server::DecisionLog};
+
+/// Most entries one GetEntries page returns.
+pub const MAX_PAGE: u64 = 256;
+
+pub struct DecisionLogService {
+    log: LogHandle,
+}
+
+impl DecisionLogService {
+    pub fn new(log: LogHandle) -> Self {
+        DecisionLogService { log }
+    }
+}
+
+fn checkpoint(note: String, cp: &Checkpoint) -> proto::Checkpoint {
+    proto::Checkpoint { note, origin: cp.origin.clone(), size: cp.size, root_hash: cp.root.to_vec() }
+}
+
+fn status(e: LogError) -> Status {
+    match e {
+        LogError::NotFound(m) => Status::not_found(m),
+        LogError::Invalid(m) => Status::invalid_argument(m),
+        e => Status::internal(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl DecisionLog for DecisionLogService {
+    async fn get_checkpoint(
+        &self,
+        _: Request<proto::GetCheckpointRequest>,
+    ) -> Result<Response<proto::Checkpoint>, Status> {
+        let (note, cp) = self.log.checkpoint();
+        Ok(Response::new(checkpoint(note, &cp)))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<proto::GetInclusionProofRequest>,
+    ) -> Result<Response<proto::InclusionProof>, Status> {
+        let r = request.into_inner();
+        let index = match r.target {
+            Some(proto::get_inclusion_proof_request::Target::Index(i)) => i,
+            Some(proto::get_inclusion_proof_request::Target::DecisionId(id)) => self
+                .log
+                .index_of(&id)
+                .ok_or_else(|| Status::not_found(format!("decision_id: `{}` is not in this log", id.escape_debug())))?,
+            None => return Err(Status::invalid_argument("target: give index or decision_id")),
+        };
+        let (size, hashes, entry, cp) = self.log.inclusion(index, r.tree_size).map_err(status)?;
+        Ok(Response::new(proto::InclusionProof {
+            index,
+            tree_size: size,
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+            entry,
+            checkpoint: cp.map(|(note, cp)| checkpoint(note, &cp)),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<proto::GetConsistencyProofRequest>,
+    ) -> Result<Response<proto::ConsistencyProof>, Status> {
+        let r = request.into_inner();
+        if r.size1 == 0 {
+            return Err(Status::invalid_argument(
+                "size1: must be at least 1 (every tree is consistent with the empty one)",
+            ));
+        }
+        let (size2, hashes) = self.log.consistency(r.size1, r.size2).map_err(status)?;
+        Ok(Response::new(proto::ConsistencyProof {
+            size1: r.size1,
+            size2,
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn get_entries(
+        &self,
+        request: Request<proto::GetEntriesRequest>,
+    ) -> Result<Response<proto::GetEntriesResponse>, Status> {
+        let r = request.into_inner();
+        let count = match u64::from(r.count) {
+            0 => MAX_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let size = self.log.size();
+        if r.start > size {
+            return Err(Status::out_of_range(format!("start: {} is past the end of the log ({size})", r.start)));
+        }
+        let entries = self.log.entries(r.start, count).map_err(status)?;
+        let next = r.start + entries.len() as u64;
+        Ok(Response::new(proto::GetEntriesResponse {
+            entries: entries.into_iter().map(|(index, data)| proto::LogEntry { index, data }).collect(),
+            next,
+        }))
+    }
+}
