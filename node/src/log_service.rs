@@ -54,13 +54,13 @@ impl DecisionLog for DecisionLogService {
                 .ok_or_else(|| Status::not_found(format!("decision_id: `{}` is not in this log", id.escape_debug())))?,
             None => return Err(Status::invalid_argument("target: give index or decision_id")),
         };
-        let (size, hashes, entry, cp) = self.log.inclusion(index, r.tree_size).map_err(status)?;
+        let inc = self.log.inclusion(index, r.tree_size).map_err(status)?;
         Ok(Response::new(proto::InclusionProof {
             index,
-            tree_size: size,
-            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
-            entry,
-            checkpoint: cp.map(|(note, cp)| checkpoint(note, &cp)),
+            tree_size: inc.size,
+            hashes: inc.proof.iter().map(|h| h.to_vec()).collect(),
+            entry: inc.entry,
+            checkpoint: inc.checkpoint.map(|(note, cp)| checkpoint(note, &cp)),
         }))
     }
 

@@ -52,6 +52,16 @@ struct Shared {
     stats: Stats,
 }
 
+/// An inclusion proof with what an auditor needs beside it.
+pub struct Inclusion {
+    pub size: u64,
+    pub proof: Vec<Hash>,
+    /// The entry's data (a SignedDecision).
+    pub entry: Vec<u8>,
+    /// The checkpoint the proof is against, when asked for the latest.
+    pub checkpoint: Option<(String, Checkpoint)>,
+}
+
 /// A cheap, clonable handle to the running log.
 #[derive(Clone)]
 pub struct LogHandle {
@@ -144,11 +154,7 @@ impl LogHandle {
 
     /// An inclusion proof of entry `index` in the tree of `size` entries (0: the latest
     /// checkpoint), with the entry data and, for size 0, that checkpoint.
-    pub fn inclusion(
-        &self,
-        index: u64,
-        size: u64,
-    ) -> Result<(u64, Vec<Hash>, Vec<u8>, Option<(String, Checkpoint)>), LogError> {
+    pub fn inclusion(&self, index: u64, size: u64) -> Result<Inclusion, LogError> {
         let idx = read_lock(&self.shared);
         let (size, cp) = match size {
             0 => {
@@ -166,7 +172,7 @@ impl LogHandle {
         let proof = idx.tree.inclusion_proof(index, size).map_err(|e| LogError::Invalid(e.to_string()))?;
         let data = Store::read_entry(&self.shared.reader, &idx.offsets, index)
             .map_err(|source| LogError::Io { path: "entries".into(), source })?;
-        Ok((size, proof, data, cp))
+        Ok(Inclusion { size, proof, entry: data, checkpoint: cp })
     }
 
     /// A consistency proof from `size1` to `size2` (0: the latest checkpoint).
