@@ -1,1 +1,243 @@
-fn main() {}
+//! `silkgate-loadgen`: drives a silkgate node's `Compliance` API and reports throughput,
+//! latency, errors and server CPU per request; optionally the same load against a bare
+//! tonic reference server that signs one Ed25519 signature per decision.
+//!
+//! # Layout
+//! - [`pool`]: the realistic mix of deployment requests sent;
+//! - [`drive`]: the load itself: connections, in-flight requests, the measured window;
+//! - [`reference`]: the reference server (bare tonic plus one signature per decision);
+//! - [`cpu`]: CPU time read from `/proc`, for a process or for named threads;
+//! - [`report`]: the text and JSON output.
+
+mod cpu;
+mod drive;
+mod pool;
+mod reference;
+mod report;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use silkgate::proto::compliance_client::ComplianceClient;
+use silkgate::proto::{EvaluateRequest, NodeInfoRequest, NodeInfoResponse};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::drive::{Load, Mode};
+use crate::report::Header;
+
+/// Load generator for silkgate's `Compliance` gRPC API (loopback targets only).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Target node, e.g. http://127.0.0.1:50051 (loopback addresses only).
+    #[arg(long, env = "SILKGATE_LOADGEN_TARGET", default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// `unary` (Evaluate) or `batch` (EvaluateBatch).
+    #[arg(long, value_enum, default_value_t = Mode::Unary)]
+    mode: Mode,
+    /// Separate HTTP/2 connections (one tonic Channel each).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    connections: u32,
+    /// Concurrent calls, spread over the connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    in_flight: u32,
+    /// Seconds measured, after the warmup.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    duration: u64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=600))]
+    warmup: u64,
+    /// Items per EvaluateBatch call (batch mode).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    batch_size: u32,
+    /// Distinct requests in the pool the load cycles through.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pool_size: u32,
+    /// Seed of the pool's pseudo-random variations.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Jurisdictions to send (comma-separated); default every one the target's NodeInfo reports.
+    #[arg(long, value_delimiter = ',')]
+    jurisdictions: Option<Vec<String>>,
+    /// Pid of the target server: reports its CPU time per request over the measured window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Also run the same load against an in-process reference server and compare.
+    #[arg(long)]
+    reference: bool,
+    /// Worker threads of the reference server's runtime (the real server's default runtime
+    /// has one per core).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    reference_threads: u32,
+    /// Worker threads of the load client's runtime.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    client_threads: u32,
+    /// Per-call timeout in seconds; a call that takes longer counts as DeadlineExceeded.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    timeout: u64,
+    /// Print one JSON object per run instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    check_loopback(&args.target)?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads as usize)
+        .thread_name(cpu::CLIENT_THREADS)
+        .enable_all()
+        .build()
+        .context("client runtime")?;
+    client_rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(args.timeout);
+    let probe = connect(&args.target, timeout).await?;
+    let info = node_info(&probe).await?;
+    let jurisdictions = pick_jurisdictions(&info, args.jurisdictions.as_deref())?;
+    let pool = pool::build(args.pool_size as usize, args.seed, &jurisdictions)?;
+    let payload = measure_payload(&probe, &pool).await?;
+
+    let load = Load {
+        mode: args.mode,
+        connections: args.connections as usize,
+        in_flight: args.in_flight as usize,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+        batch_size: args.batch_size as usize,
+        timeout,
+    };
+    let header = Header {
+        target: args.target.clone(),
+        node_id: info.node_id.clone(),
+        build_version: info.build_version.clone(),
+        jurisdictions: jurisdictions.clone(),
+        pool_size: pool.len(),
+        seed: args.seed,
+        payload: payload.clone(),
+        client_threads: args.client_threads,
+        reference_threads: args.reference.then_some(args.reference_threads),
+    };
+    if !args.json {
+        report::print_header(&header, &load);
+    }
+
+    let channels = connect_all(&args.target, load.connections, timeout).await?;
+    let server_cpu = args.server_pid.map(cpu::Source::Process);
+    let target = drive::run(&load, &channels, &pool, server_cpu).await;
+    report::print_run("target", &args.target, &load, &header, &target, args.json);
+
+    if args.reference {
+        let server = reference::start(args.reference_threads as usize, payload.mean, info).await?;
+        let url = format!("http://{}", server.addr);
+        let channels = connect_all(&url, load.connections, timeout).await?;
+        let source = Some(cpu::Source::Threads(cpu::REFERENCE_THREADS));
+        let reference = drive::run(&load, &channels, &pool, source).await;
+        drop(channels);
+        server.stop();
+        report::print_run("reference", &url, &load, &header, &reference, args.json);
+        report::print_comparison(&target, &reference, args.json);
+    }
+    Ok(())
+}
+
+/// Refuses anything but a loopback target: this tool is for benchmarking one host.
+fn check_loopback(target: &str) -> anyhow::Result<()> {
+    let endpoint = Endpoint::from_shared(target.to_string()).with_context(|| format!("--target `{target}`"))?;
+    let host = endpoint.uri().host().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("--target `{target}`: only loopback targets (127.0.0.1, ::1, localhost) are allowed");
+    }
+    Ok(())
+}
+
+async fn connect(target: &str, timeout: Duration) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(target.to_string())
+        .with_context(|| format!("--target `{target}`"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to `{target}`"))
+}
+
+/// One channel per connection: `Endpoint::connect` opens a separate HTTP/2 connection each time.
+async fn connect_all(target: &str, n: usize, timeout: Duration) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(n);
+    for _ in 0..n {
+        channels.push(connect(target, timeout).await?);
+    }
+    Ok(channels)
+}
+
+async fn node_info(channel: &Channel) -> anyhow::Result<NodeInfoResponse> {
+    let mut client = ComplianceClient::new(channel.clone());
+    let info = client.node_info(NodeInfoRequest {}).await.context("NodeInfo")?.into_inner();
+    Ok(info)
+}
+
+fn pick_jurisdictions(info: &NodeInfoResponse, only: Option<&[String]>) -> anyhow::Result<Vec<String>> {
+    let offered: Vec<String> = info.jurisdictions.iter().map(|j| j.jurisdiction.clone()).collect();
+    let picked = match only {
+        None => offered.clone(),
+        Some(only) => {
+            for j in only {
+                if !offered.contains(j) {
+                    bail!("--jurisdictions: the target has no policy for `{j}` (it enforces: {})", offered.join(", "));
+                }
+            }
+            only.to_vec()
+        }
+    };
+    if picked.is_empty() {
+        bail!("the target's NodeInfo reports no jurisdictions");
+    }
+    Ok(picked)
+}
+
+/// Sizes of real decision payloads, for the reference server to sign payloads as large.
+#[derive(Clone, Debug)]
+pub struct PayloadSize {
+    pub samples: usize,
+    pub mean: usize,
+    pub min: usize,
+    pub max: usize,
+}
+
+/// Evaluates a sample of the pool once and measures the signed payloads.
+async fn measure_payload(channel: &Channel, pool: &[EvaluateRequest]) -> anyhow::Result<PayloadSize> {
+    let mut client = ComplianceClient::new(channel.clone());
+    let mut sizes = Vec::new();
+    let mut first_error = None;
+    for item in pool.iter().take(64) {
+        match client.evaluate(item.clone()).await {
+            Ok(resp) => {
+                if let Some(d) = resp.into_inner().decision {
+                    sizes.push(d.payload.len());
+                }
+            }
+            Err(status) => {
+                first_error.get_or_insert(status);
+            }
+        }
+    }
+    if sizes.is_empty() {
+        match first_error {
+            Some(s) => bail!("no decision from the target: {:?}: {}", s.code(), s.message()),
+            None => bail!("no decision from the target: responses carried no decision"),
+        }
+    }
+    Ok(PayloadSize {
+        samples: sizes.len(),
+        mean: sizes.iter().sum::<usize>() / sizes.len(),
+        min: sizes.iter().copied().min().unwrap_or(0),
+        max: sizes.iter().copied().max().unwrap_or(0),
+    })
+}

@@ -7,6 +7,7 @@
 mod check;
 mod eval;
 mod keygen;
+mod log;
 mod serve;
 mod test;
 mod verify;
@@ -40,6 +41,8 @@ enum Command {
     Keygen(keygen::Args),
     /// Verify a signed decision against a public key or a running node.
     Verify(verify::Args),
+    /// Audit the decision log, fetch and check proofs, seal a log.
+    Log(log::Args),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Log(a) => log::run(a),
     };
     ExitCode::from(code)
 }

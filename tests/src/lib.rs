@@ -142,3 +142,124 @@ pub fn readme_verify(env: &proto::SignedDecision, keys: &[proto::PublicKey]) -> 
     }
     Ok(d)
 }
+
+/// RFC 6962 leaf hash, from the README: SHA-256(0x00 || entry bytes).
+pub fn readme_leaf_hash(entry: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(entry);
+    h.finalize().into()
+}
+
+fn node(l: &[u8], r: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(l);
+    h.update(r);
+    h.finalize().into()
+}
+
+/// RFC 9162 section 2.1.3.2 inclusion verification, as the README points to.
+pub fn readme_verify_inclusion(leaf: [u8; 32], index: u64, size: u64, proof: &[Vec<u8>], root: &[u8]) -> bool {
+    if index >= size {
+        return false;
+    }
+    let (mut f_n, mut s_n) = (index, size - 1);
+    let mut r = leaf;
+    for p in proof {
+        if s_n == 0 {
+            return false;
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            r = node(p, &r);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            r = node(&r, p);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    s_n == 0 && r.as_slice() == root
+}
+
+/// RFC 9162 section 2.1.4.2 consistency verification.
+pub fn readme_verify_consistency(size1: u64, size2: u64, proof: &[Vec<u8>], root1: &[u8], root2: &[u8]) -> bool {
+    if size1 == size2 {
+        return proof.is_empty() && root1 == root2;
+    }
+    if size1 == 0 || size1 > size2 || proof.is_empty() {
+        return false;
+    }
+    let mut path: Vec<Vec<u8>> = proof.to_vec();
+    if size1.is_power_of_two() {
+        path.insert(0, root1.to_vec());
+    }
+    let (mut f_n, mut s_n) = (size1 - 1, size2 - 1);
+    while f_n & 1 == 1 {
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    let mut fr: [u8; 32] = match path[0].clone().try_into() {
+        Ok(h) => h,
+        Err(_) => return false,
+    };
+    let mut sr = fr;
+    for c in &path[1..] {
+        if s_n == 0 {
+            return false;
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            fr = node(c, &fr);
+            sr = node(c, &sr);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            sr = node(&sr, c);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    fr.as_slice() == root1 && sr.as_slice() == root2 && s_n == 0
+}
+
+/// Opens a checkpoint note per the README (C2SP signed note, Ed25519): returns
+/// (origin, size, root) when the signature by `key` verifies.
+pub fn readme_open_checkpoint(note: &str, key: &[u8]) -> Option<(String, u64, Vec<u8>)> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (body, sigs) = note.split_once("\n\n")?;
+    let body = format!("{body}\n");
+    let mut lines = body.lines();
+    let origin = lines.next()?.to_string();
+    let size: u64 = lines.next()?.parse().ok()?;
+    let root = b64.decode(lines.next()?).ok()?;
+    let mut id = Sha256::new();
+    id.update(origin.as_bytes());
+    id.update(b"\n");
+    id.update([1u8]);
+    id.update(key);
+    let key_hash = &id.finalize()[..4];
+    let vk = VerifyingKey::from_bytes(key.try_into().ok()?).ok()?;
+    for line in sigs.lines() {
+        let rest = line.strip_prefix("\u{2014} ")?;
+        let (name, sig) = rest.split_once(' ')?;
+        let raw = b64.decode(sig).ok()?;
+        if name != origin || raw.len() != 68 || &raw[..4] != key_hash {
+            continue;
+        }
+        let s = Signature::from_slice(&raw[4..]).ok()?;
+        if vk.verify_strict(body.as_bytes(), &s).is_ok() {
+            return Some((origin, size, root));
+        }
+    }
+    None
+}

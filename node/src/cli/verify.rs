@@ -26,7 +26,7 @@ pub struct Args {
     check_expiry: bool,
 }
 
-fn parse_key(s: &str) -> Result<VerifyingKey, String> {
+pub fn parse_key(s: &str) -> Result<VerifyingKey, String> {
     let text = match std::fs::read_to_string(s) {
         Ok(t) => t,
         Err(_) => s.to_string(),

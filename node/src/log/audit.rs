@@ -1,1 +1,128 @@
-//! Offline audit of a log directory: being written.
+//! Offline audit of a log directory: rebuild the tree from the entries, check every
+//! stored leaf hash, every decision signature, every checkpoint signature, and that
+//! all checkpoints are consistent with one another and with the entries.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+
+use super::store::scan;
+use crate::checkpoint::Checkpoint;
+use crate::decision;
+use crate::merkle::{self, Tree};
+use crate::proto;
+
+/// The first problem an audit found, located precisely.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: entry {index} at byte {offset}: {reason}")]
+    Entry { path: PathBuf, index: u64, offset: u64, reason: String },
+    #[error("{path}: checkpoint {which}: {reason}")]
+    Checkpoint { path: PathBuf, which: String, reason: String },
+}
+
+#[derive(Debug)]
+pub struct AuditReport {
+    pub origin: String,
+    pub entries: u64,
+    pub checkpoints: usize,
+    pub latest_size: u64,
+    pub root: merkle::Hash,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, AuditError> {
+    std::fs::read(path).map_err(|source| AuditError::Io { path: path.to_path_buf(), source })
+}
+
+/// Audits the log in `dir` against the node's public key. `progress(done, total)` is
+/// called as entries are checked.
+pub fn audit(dir: &Path, key: &VerifyingKey, mut progress: impl FnMut(u64, u64)) -> Result<AuditReport, AuditError> {
+    let origin_path = dir.join("origin");
+    let origin = String::from_utf8_lossy(&read(&origin_path)?).trim().to_string();
+    let entries_path = dir.join("entries");
+    let bytes = read(&entries_path)?;
+    let (records, stop) = scan(&bytes);
+    if let Some(stop) = stop {
+        return Err(AuditError::Entry {
+            path: entries_path,
+            index: records.len() as u64,
+            offset: stop.offset,
+            reason: stop.reason,
+        });
+    }
+    let total = records.len() as u64;
+    let mut tree = Tree::new();
+    for (i, r) in records.iter().enumerate() {
+        let fail = |reason: String| AuditError::Entry {
+            path: entries_path.clone(),
+            index: i as u64,
+            offset: r.offset,
+            reason,
+        };
+        let env = <proto::SignedDecision as prost::Message>::decode(r.data.as_slice())
+            .map_err(|e| fail(format!("not a SignedDecision: {e}")))?;
+        decision::verify(&env, std::slice::from_ref(key), None)
+            .map_err(|e| fail(format!("decision signature: {e}")))?;
+        tree.push(r.hash);
+        if i % 4096 == 0 {
+            progress(i as u64, total);
+        }
+    }
+    progress(total, total);
+
+    let mut notes: Vec<(String, String)> = Vec::new();
+    let history_path = dir.join("checkpoints");
+    if history_path.exists() {
+        let h = read(&history_path)?;
+        let mut pos = 0usize;
+        let mut n = 0usize;
+        while pos < h.len() {
+            let bad = |reason: &str| AuditError::Checkpoint {
+                path: history_path.clone(),
+                which: format!("#{n} at byte {pos}"),
+                reason: reason.to_string(),
+            };
+            if h.len() - pos < 4 {
+                return Err(bad("incomplete length prefix"));
+            }
+            let len = u32::from_be_bytes([h[pos], h[pos + 1], h[pos + 2], h[pos + 3]]) as usize;
+            let note = h.get(pos + 4..pos + 4 + len).ok_or_else(|| bad("incomplete record"))?;
+            let note = String::from_utf8(note.to_vec()).map_err(|_| bad("not UTF-8"))?;
+            notes.push((format!("{} #{n}", history_path.display()), note));
+            pos += 4 + len;
+            n += 1;
+        }
+    }
+    let latest_path = dir.join("checkpoint");
+    let latest = String::from_utf8_lossy(&read(&latest_path)?).into_owned();
+    notes.push((latest_path.display().to_string(), latest));
+
+    let mut previous: Option<Checkpoint> = None;
+    let mut latest_size = 0;
+    for (which, note) in &notes {
+        let fail = |reason: String| AuditError::Checkpoint { path: dir.to_path_buf(), which: which.clone(), reason };
+        let cp = Checkpoint::open(note, &origin, key).map_err(|e| fail(format!("signature: {e}")))?;
+        if cp.size > tree.len() {
+            return Err(fail(format!("covers {} entries but the log holds {}", cp.size, tree.len())));
+        }
+        let root = tree.root_at(cp.size).map_err(|e| fail(e.to_string()))?;
+        if root != cp.root {
+            return Err(fail(format!("root differs from the root of the first {} entries", cp.size)));
+        }
+        if let Some(prev) = &previous {
+            if cp.size < prev.size {
+                return Err(fail(format!("size {} is smaller than the previous checkpoint's {}", cp.size, prev.size)));
+            }
+            if prev.size > 0 && cp.size > prev.size {
+                let proof = tree.consistency_proof(prev.size, cp.size).map_err(|e| fail(e.to_string()))?;
+                merkle::verify_consistency(prev.size, cp.size, &proof, &prev.root, &cp.root)
+                    .map_err(|e| fail(format!("not consistent with the previous checkpoint: {e}")))?;
+            }
+        }
+        latest_size = cp.size;
+        previous = Some(cp);
+    }
+    Ok(AuditReport { origin, entries: tree.len(), checkpoints: notes.len(), latest_size, root: tree.root() })
+}

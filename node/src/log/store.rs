@@ -28,6 +28,8 @@ pub enum LogError {
     Inconsistent { path: PathBuf, reason: String },
     #[error("log is not writable after an earlier I/O error; restart the node to recover")]
     Poisoned,
+    #[error("log {0} is in use by another process (is a node running on this data directory?)")]
+    Locked(PathBuf),
     #[error("log writer has stopped")]
     Stopped,
     #[error("entry of {0} bytes is larger than the {MAX_ENTRY_BYTES}-byte limit")]
@@ -60,6 +62,8 @@ pub struct Store {
     pub index: Index,
     /// Bytes dropped from a torn tail during recovery.
     pub truncated: u64,
+    /// Held open with an exclusive lock while the log is in use.
+    pub lock: File,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
@@ -132,12 +136,24 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// Takes the log directory's exclusive lock, so two processes never write one log.
+pub fn lock(dir: &Path) -> Result<File, LogError> {
+    let path = dir.join("LOCK");
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the log in `dir`, recovering from a crash: a torn tail
     /// past the latest checkpoint is truncated; damage inside the checkpointed prefix, or
     /// a checkpoint that does not match the entries, is an error.
     pub fn open(dir: &Path, new_origin: &str, key: &VerifyingKey) -> Result<Store, LogError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock = lock(dir)?;
         let origin_path = dir.join("origin");
         let origin = match fs::read_to_string(&origin_path) {
             Ok(o) => o.trim().to_string(),
@@ -207,7 +223,7 @@ impl Store {
                 });
             }
         }
-        Ok(Store { dir: dir.to_path_buf(), origin, file, end, index, truncated })
+        Ok(Store { dir: dir.to_path_buf(), origin, file, end, index, truncated, lock })
     }
 
     /// Reads the data of entry `i`.

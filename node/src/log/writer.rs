@@ -79,7 +79,7 @@ impl LogHandle {
     /// Starts the writer thread over a recovered store. Signs a checkpoint first when the
     /// store has entries the latest checkpoint does not cover (or no checkpoint at all).
     pub fn start(store: Store, signer: Arc<Signer>) -> Result<LogHandle, LogError> {
-        let Store { dir, origin, file, end, mut index, truncated: _ } = store;
+        let Store { dir, origin, file, end, mut index, truncated: _, lock } = store;
         let reader = file.try_clone().map_err(|source| LogError::Io { path: dir.join("entries"), source })?;
         let history_path = dir.join("checkpoints");
         let mut history = OpenOptions::new()
@@ -104,7 +104,10 @@ impl LogHandle {
         let s = shared.clone();
         std::thread::Builder::new()
             .name("silkgate-log".into())
-            .spawn(move || run(rx, file, end, s, signer, dir, history))
+            .spawn(move || {
+                run(rx, file, end, s, signer, dir, history);
+                drop(lock);
+            })
             .map_err(|source| LogError::Io { path: history_path, source })?;
         Ok(LogHandle { tx, shared })
     }

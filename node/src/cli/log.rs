@@ -1,0 +1,321 @@
+//! `silkgate log ...`: audit a log offline, fetch and check proofs, seal a log.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use ed25519_dalek::VerifyingKey;
+use prost::Message;
+use silkgate::checkpoint::Checkpoint;
+use silkgate::log::audit;
+use silkgate::merkle::{self, Hash};
+use silkgate::proto::{self, decision_log_client::DecisionLogClient};
+use silkgate::{decision, keys};
+
+use super::{EXIT_NEGATIVE, fail};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Audit a log directory offline: every entry, signature and checkpoint.
+    Verify {
+        /// The node's data directory (holding `log/`), or a sealed log directory.
+        dir: PathBuf,
+        /// The node's public key (64 hex characters, or a file with them or a PEM key);
+        /// default: the public half of DIR/node.key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Fetch a decision's inclusion proof from a node and write an evidence bundle.
+    Prove {
+        /// Node address, e.g. http://127.0.0.1:50051.
+        #[arg(long)]
+        node: String,
+        #[arg(long, conflicts_with = "index")]
+        decision_id: Option<String>,
+        #[arg(long)]
+        index: Option<u64>,
+        /// Where to write the bundle (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an evidence bundle offline: decision signature, inclusion, checkpoint.
+    VerifyBundle {
+        bundle: PathBuf,
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Check that a node's log still contains an earlier checkpoint (no fork).
+    Consistency {
+        #[arg(long)]
+        node: String,
+        /// An earlier checkpoint note kept by the auditor.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        public_key: String,
+        /// Where to save the node's latest checkpoint once it verified.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// Seal the current log (node stopped): it moves to log/sealed/N and the next start
+    /// begins a new log with a new origin.
+    Seal {
+        /// The node's data directory.
+        dir: PathBuf,
+    },
+}
+
+fn key_from(arg: Option<&str>, dir: &std::path::Path) -> Result<VerifyingKey, String> {
+    match arg {
+        Some(k) => super::verify::parse_key(k),
+        None => keys::load(&dir.join("node.key"))
+            .map(|k| k.signer.verifying_key())
+            .map_err(|e| format!("{e} (give --public-key to audit without the private key)")),
+    }
+}
+
+pub fn run(args: Args) -> u8 {
+    match args.command {
+        Command::Verify { dir, public_key } => verify(dir, public_key),
+        Command::Prove { node, decision_id, index, out } => rt(prove(node, decision_id, index, out)),
+        Command::VerifyBundle { bundle, public_key } => verify_bundle(bundle, public_key),
+        Command::Consistency { node, checkpoint, public_key, save } => {
+            rt(consistency(node, checkpoint, public_key, save))
+        }
+        Command::Seal { dir } => seal(dir),
+    }
+}
+
+fn rt(f: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => fail(e),
+    }
+}
+
+fn verify(dir: PathBuf, public_key: Option<String>) -> u8 {
+    let log_dir = if dir.join("log/entries").exists() { dir.join("log") } else { dir.clone() };
+    let key = match key_from(public_key.as_deref(), &dir) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = 0u64;
+    let report = audit::audit(&log_dir, &key, |done, total| {
+        // A progress line on large logs; redrawn in place on a terminal.
+        if total >= 10_000 && (done == total || done - last >= total / 50) {
+            last = done;
+            let pct = done * 100 / total.max(1);
+            let bar = "#".repeat((pct / 4) as usize);
+            if interactive {
+                eprint!("\r[{bar:<25}] {pct:3}% {done}/{total} entries");
+                if done == total {
+                    eprintln!();
+                }
+            } else {
+                eprintln!("[{bar:<25}] {pct:3}% {done}/{total} entries");
+            }
+            let _ = std::io::stderr().flush();
+        }
+    });
+    match report {
+        Ok(r) => {
+            println!("log {} verified", log_dir.display());
+            println!("origin:      {}", r.origin);
+            println!("entries:     {} (every leaf hash and decision signature checked)", r.entries);
+            println!("checkpoints: {} (signatures and mutual consistency checked)", r.checkpoints);
+            println!("latest checkpoint size {}; root of all entries {}", r.latest_size, hex::encode(r.root));
+            0
+        }
+        Err(e @ audit::AuditError::Io { .. }) => fail(e),
+        Err(e) => {
+            println!("invalid: {e}");
+            EXIT_NEGATIVE
+        }
+    }
+}
+
+async fn prove(node: String, decision_id: Option<String>, index: Option<u64>, out: PathBuf) -> u8 {
+    let target = match (decision_id, index) {
+        (Some(id), _) => proto::get_inclusion_proof_request::Target::DecisionId(id),
+        (None, Some(i)) => proto::get_inclusion_proof_request::Target::Index(i),
+        (None, None) => return fail("give --decision-id or --index"),
+    };
+    let mut client = match DecisionLogClient::connect(node.clone()).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("connect {node}: {e}")),
+    };
+    let p = match client
+        .get_inclusion_proof(proto::GetInclusionProofRequest { target: Some(target), tree_size: 0 })
+        .await
+    {
+        Ok(p) => p.into_inner(),
+        Err(e) => return fail(format!("GetInclusionProof: {}", e.message())),
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let cp = p.checkpoint.unwrap_or_default();
+    let bundle = serde_json::json!({
+        "format": "silkgate-evidence-v1",
+        "entry": b64.encode(&p.entry),
+        "log_index": p.index,
+        "tree_size": p.tree_size,
+        "inclusion_proof": p.hashes.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
+        "checkpoint": cp.note,
+    });
+    let text = serde_json::to_string_pretty(&bundle).unwrap_or_default();
+    if let Err(e) = std::fs::write(&out, text + "\n") {
+        return fail(format!("{}: {e}", out.display()));
+    }
+    println!("wrote {} (entry {} of {}, origin {})", out.display(), p.index, p.tree_size, cp.origin);
+    0
+}
+
+fn hashes(list: &[serde_json::Value]) -> Result<Vec<Hash>, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    list.iter()
+        .map(|h| {
+            let bytes = b64.decode(h.as_str().ok_or("proof hashes are base64 strings")?).map_err(|e| e.to_string())?;
+            bytes.try_into().map_err(|_| "proof hashes are 32 bytes".to_string())
+        })
+        .collect()
+}
+
+/// Checks a bundle; returns what it proves.
+fn check_bundle(text: &str, key: &VerifyingKey) -> Result<String, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let entry = b64.decode(v["entry"].as_str().ok_or("missing `entry`")?).map_err(|e| format!("entry: {e}"))?;
+    let index = v["log_index"].as_u64().ok_or("missing `log_index`")?;
+    let size = v["tree_size"].as_u64().ok_or("missing `tree_size`")?;
+    let proof = hashes(v["inclusion_proof"].as_array().ok_or("missing `inclusion_proof`")?)?;
+    let note = v["checkpoint"].as_str().ok_or("missing `checkpoint`")?;
+    let env =
+        proto::SignedDecision::decode(entry.as_slice()).map_err(|e| format!("entry is not a SignedDecision: {e}"))?;
+    let d = decision::verify(&env, std::slice::from_ref(key), None).map_err(|e| format!("decision: {e}"))?;
+    let origin = note.lines().next().unwrap_or_default();
+    let cp = Checkpoint::open(note, origin, key).map_err(|e| format!("checkpoint: {e}"))?;
+    if cp.size != size {
+        return Err(format!("checkpoint size {} differs from the proof's tree size {size}", cp.size));
+    }
+    merkle::verify_inclusion(&merkle::leaf_hash(&entry), index, size, &proof, &cp.root)
+        .map_err(|e| format!("inclusion proof: {e}"))?;
+    Ok(format!(
+        "decision {} ({}, {}) is entry {index} of log {} at size {size}",
+        d.decision_id,
+        proto::Verdict::try_from(d.verdict).map(|v| v.as_str_name()).unwrap_or("?"),
+        d.jurisdiction,
+        cp.origin
+    ))
+}
+
+fn verify_bundle(bundle: PathBuf, public_key: String) -> u8 {
+    let key = match super::verify::parse_key(&public_key) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let text = match std::fs::read_to_string(&bundle) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{}: {e}", bundle.display())),
+    };
+    match check_bundle(&text, &key) {
+        Ok(s) => {
+            println!("valid: {s}");
+            0
+        }
+        Err(e) => {
+            println!("invalid: {e}");
+            EXIT_NEGATIVE
+        }
+    }
+}
+
+async fn consistency(node: String, checkpoint: PathBuf, public_key: String, save: Option<PathBuf>) -> u8 {
+    let key = match super::verify::parse_key(&public_key) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let old_note = match std::fs::read_to_string(&checkpoint) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{}: {e}", checkpoint.display())),
+    };
+    let origin = old_note.lines().next().unwrap_or_default().to_string();
+    let old = match Checkpoint::open(&old_note, &origin, &key) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{}: {e}", checkpoint.display())),
+    };
+    let mut client = match DecisionLogClient::connect(node.clone()).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("connect {node}: {e}")),
+    };
+    let latest = match client.get_checkpoint(proto::GetCheckpointRequest {}).await {
+        Ok(c) => c.into_inner(),
+        Err(e) => return fail(format!("GetCheckpoint: {}", e.message())),
+    };
+    let new = match Checkpoint::open(&latest.note, &origin, &key) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("invalid: the node's latest checkpoint: {e}");
+            return EXIT_NEGATIVE;
+        }
+    };
+    let proof = if old.size == 0 || old.size == new.size {
+        Vec::new()
+    } else {
+        match client.get_consistency_proof(proto::GetConsistencyProofRequest { size1: old.size, size2: new.size }).await
+        {
+            Ok(p) => p.into_inner().hashes,
+            Err(e) => return fail(format!("GetConsistencyProof: {}", e.message())),
+        }
+    };
+    let proof: Result<Vec<Hash>, _> = proof.into_iter().map(|h| h.try_into()).collect();
+    let Ok(proof) = proof else {
+        println!("invalid: a proof hash is not 32 bytes");
+        return EXIT_NEGATIVE;
+    };
+    let ok = old.size == 0 || merkle::verify_consistency(old.size, new.size, &proof, &old.root, &new.root).is_ok();
+    if !ok || new.size < old.size {
+        println!(
+            "invalid: the node's log at size {} is not consistent with the checkpoint at size {}",
+            new.size, old.size
+        );
+        return EXIT_NEGATIVE;
+    }
+    println!("consistent: {} grew from {} to {} entries without rewriting history", origin, old.size, new.size);
+    if let Some(path) = save
+        && let Err(e) = std::fs::write(&path, &latest.note)
+    {
+        return fail(format!("{}: {e}", path.display()));
+    }
+    0
+}
+
+fn seal(dir: PathBuf) -> u8 {
+    let log_dir = dir.join("log");
+    let lock = match silkgate::log::store::lock(&log_dir) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let sealed = log_dir.join("sealed");
+    let n = std::fs::read_dir(&sealed).map(|d| d.count()).unwrap_or(0) + 1;
+    let target = sealed.join(n.to_string());
+    if let Err(e) = std::fs::create_dir_all(&target) {
+        return fail(format!("{}: {e}", target.display()));
+    }
+    for name in ["origin", "entries", "checkpoint", "checkpoints"] {
+        let from = log_dir.join(name);
+        if from.exists()
+            && let Err(e) = std::fs::rename(&from, target.join(name))
+        {
+            return fail(format!("{}: {e}", from.display()));
+        }
+    }
+    drop(lock);
+    println!("sealed {} as {}; the next start begins a new log", log_dir.display(), target.display());
+    0
+}
