@@ -105,14 +105,36 @@ const ARCHETYPES: &[Archetype] = &[
     retail_staking,
 ];
 
-const ALL_REGIONS: &[&str] =
-    &["CN", "HK", "SG", "DE", "FR", "NL", "IE", "US", "GB", "JP", "KR", "IN", "AE", "BR", "RU", "ID", "CH", "AU"];
+const ALL_REGIONS: &[&str] = &[
+    "CN", "HK", "SG", "DE", "FR", "NL", "IE", "US", "GB", "JP", "KR", "IN", "AE", "BH", "BR", "RU", "ID", "KZ", "CH",
+    "AU",
+];
 const EEA: &[&str] = &["DE", "FR", "NL", "IE", "IT", "ES", "PL", "SE", "AT", "NO"];
 const ASIA: &[&str] = &["CN", "HK", "SG", "JP", "KR", "IN", "ID"];
-const ASSETS: &[&str] = &["BTC", "ETH", "USDT", "USDC", "SOL", "XRP", "BNB", "ADA"];
-/// Public addresses that sanctions lists have named (Tornado Cash contracts, OFAC 2022).
-const LISTED_ADDRESSES: &[&str] =
-    &["0x8589427373D6D84E98730D7795D8f6f8731FDA16", "0xd90e2f925DA726b50C4Ed8D0Fb90Ad053324F31b"];
+const ASSETS: &[&str] = &["BTC", "ETH", "USDT", "USDC", "SOL", "XRP", "BNB", "ADA", "XMR", "ZEC"];
+/// Public addresses that OFAC's SDN list names or named (Tornado Cash contracts, delisted
+/// in 2025; Lazarus Group addresses), in mixed checksum casing as clients send them.
+const LISTED_ADDRESSES: &[&str] = &[
+    "0x8589427373D6D84E98730D7795D8f6f8731FDA16",
+    "0xd90e2f925DA726b50C4Ed8D0Fb90Ad053324F31b",
+    "0x098B716B8Aaf21512996dC57EB0615e2383E2f96",
+    "0xa0e1c89Ef1a489c9C7dE96311eD5Ce5D32c20E4B",
+    "149w62rY42aZBox8fGcmqNsXUzSStKeq8C",
+];
+/// Licences operators hold across the jurisdictions the node serves: (regulator, kind).
+const LICENCES: &[(&str, &str)] = &[
+    ("MAS", "dpt_major_payment_institution"),
+    ("MAS", "dpt_standard_payment_institution"),
+    ("BaFin", "mica_casp"),
+    ("AMF", "mica_casp"),
+    ("CBB", "crypto_asset_service"),
+    ("AFSA", "digital_asset_trading_facility"),
+    ("OJK", "digital_financial_asset_trader"),
+    ("VARA", "vasp"),
+    ("SFC", "vatp"),
+];
+const REGISTRATIONS: &[&str] =
+    &["fincen_msb", "fiu_ind", "eu_national_vasp", "cbr_experimental_legal_regime", "bank_of_russia_is_operator"];
 
 fn id_and_kind(id: String, kind: DeploymentKind, permission: PermissionModel, protocol: Protocol) -> DeploymentRequest {
     DeploymentRequest {
@@ -339,21 +361,22 @@ fn exchange(r: &mut Rng, id: String) -> DeploymentRequest {
     d.vm = "evm".into();
     d.end_user_identity = EndUserIdentity::Kyc as i32;
     d.addresses = (0..1 + r.below(4)).map(|_| r.hex_address()).collect();
-    let country = r.pick(&["SG", "SG", "DE", "IE", "HK", "US", "AE"]);
-    let mut licences = Vec::new();
-    if r.chance(50) {
-        licences.push(licence("MAS", "dpt_major_payment_institution", r));
-    }
-    if r.chance(40) {
-        licences.push(licence("BaFin", "mica_casp", r));
-    }
-    if r.chance(20) {
-        licences.push(licence("SFC", "vatp", r));
-    }
-    let registrations = if r.chance(30) { vec!["eu_national_vasp".into()] } else { Vec::new() };
+    let country = r.pick(&["SG", "SG", "DE", "IE", "HK", "US", "AE", "BH", "IN", "ID", "KZ"]);
+    let licences = if r.chance(70) {
+        r.some(LICENCES, 3).into_iter().map(|(reg, kind)| licence(reg, kind, r)).collect()
+    } else {
+        Vec::new()
+    };
+    let registrations =
+        if r.chance(60) { r.some(REGISTRATIONS, 2).into_iter().map(String::from).collect() } else { Vec::new() };
     d.operator = Some(Operator { entity_country: country.into(), licences, registrations, ..Default::default() });
     if r.chance(50) {
         d.labels.insert("custody_segregation".into(), r.pick(&["statutory_trust", "omnibus"]).into());
+    }
+    if r.chance(30) {
+        // Serves everyone: no served_jurisdictions, geoblocking attested (or not) by label.
+        d.served_jurisdictions.clear();
+        d.labels.insert("geoblocking".into(), r.pick(&["ofac_embargoed", "none"]).into());
     }
     if r.chance(50) {
         d.data = Some(personal_data(r, ALL_REGIONS));
@@ -406,7 +429,7 @@ fn mixer(r: &mut Rng, id: String) -> DeploymentRequest {
     );
     d.consensus = "pos".into();
     d.node_regions = r.regions(ALL_REGIONS, 2);
-    d.served_jurisdictions = r.regions(&["RU", "AE", "US", "DE", "CN"], 3);
+    d.served_jurisdictions = r.regions(&["RU", "AE", "US", "DE", "CN", "IR", "KP", "KZ"], 3);
     d.services = vec![Service::Mixing as i32, Service::Transfer as i32];
     d.privacy_features = vec![PrivacyFeature::Mixer as i32, PrivacyFeature::StealthAddress as i32];
     d.token = Some(Token { kind: TokenKind::Privacy as i32, transferable: true, tradable: true, ..Default::default() });
@@ -414,7 +437,7 @@ fn mixer(r: &mut Rng, id: String) -> DeploymentRequest {
     d.vm = "evm".into();
     d.end_user_identity = EndUserIdentity::Anonymous as i32;
     d.addresses = vec![r.pick(LISTED_ADDRESSES).into(), r.hex_address()];
-    d.assets = vec!["ETH".into()];
+    d.assets = vec!["ETH".into(), r.pick(&["XMR", "ZEC", "DASH"]).into()];
     d.operator = Some(Operator { entity_country: r.pick(&["RU", "AE", "SC"]).into(), ..Default::default() });
     d
 }
@@ -459,6 +482,15 @@ fn mining(r: &mut Rng, id: String) -> DeploymentRequest {
     d.consensus = "pow".into();
     d.node_count = r.pick(&[1, 10, 100]);
     d.node_regions = r.regions(&["CN", "US", "KZ", "RU", "CA"], 2);
+    let country = r.pick(&["KZ", "RU", "US", "CN"]);
+    let mut operator = Operator { entity_country: country.into(), ..Default::default() };
+    if r.chance(50) {
+        operator.licences.push(licence("AIFC", "digital_mining", r));
+    }
+    if country == "RU" && r.chance(50) {
+        operator.registrations.push("ru_mining_register".into());
+    }
+    d.operator = Some(operator);
     d.token = Some(Token {
         kind: TokenKind::Payment as i32,
         transferable: true,

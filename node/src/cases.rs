@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! policy = "cn.toml"     # the policy file tested, relative to this file
+//! data = { ofac_sdn = "testdata/sdn.toml" }  # optional: fixture data sets, by name
 //! at = 2026-11-28        # evaluation date, unless a case sets its own
 //! [base]                 # a request in request-file format
 //! request_id = "base"
@@ -30,6 +31,9 @@ use crate::time::Day;
 #[serde(deny_unknown_fields)]
 pub struct CasesFile {
     pub policy: String,
+    /// Data sets replaced by fixture files (paths relative to the tests file).
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, String>,
     pub at: Option<toml::value::Datetime>,
     pub base: toml::Table,
     #[serde(default, rename = "case")]

@@ -41,11 +41,24 @@ fn read(path: &Path) -> Result<String, String> {
 
 /// Loads one policy file and its data files.
 pub fn load_file(path: &Path) -> Result<policy::Policy, Vec<Diagnostic>> {
+    load_file_with(path, &BTreeMap::new())
+}
+
+/// Loads one policy file, reading the data sets named in `overrides` from the given
+/// files instead of the policy's own (policy tests use this for fixture data).
+pub fn load_file_with(path: &Path, overrides: &BTreeMap<String, PathBuf>) -> Result<policy::Policy, Vec<Diagnostic>> {
     let shown = path.display().to_string();
     let text = read(path).map_err(|e| vec![Diagnostic::file(&shown, format!("cannot read: {e}"))])?;
     let doc = source::parse(&shown, &text)?;
+    if let Some(name) = overrides.keys().find(|n| !doc.data.iter().any(|r| &r.name == *n)) {
+        return Err(vec![Diagnostic::file(
+            &shown,
+            format!("the tests replace data set `{name}`, which this policy does not declare"),
+        )]);
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let data: Vec<DataText> = doc.data.iter().map(|r| read(&dir.join(&r.file))).collect();
+    let data: Vec<DataText> =
+        doc.data.iter().map(|r| read(&overrides.get(&r.name).cloned().unwrap_or_else(|| dir.join(&r.file)))).collect();
     policy::build(&doc, &data)
 }
 

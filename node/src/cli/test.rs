@@ -39,7 +39,9 @@ pub fn run(args: Args) -> u8 {
             }
         };
         let policy_path = path.parent().unwrap_or(&args.dir).join(&file.policy);
-        let policy = match loader::load_file(&policy_path) {
+        let dir = path.parent().unwrap_or(&args.dir);
+        let overrides = file.data.iter().map(|(k, v)| (k.clone(), dir.join(v))).collect();
+        let policy = match loader::load_file_with(&policy_path, &overrides) {
             Ok(p) => p,
             Err(d) => {
                 eprintln!("{}", silkgate::policy::render(&d));
