@@ -45,7 +45,7 @@ async fn connect(url: &str) -> ComplianceClient<tonic::transport::Channel> {
 
 fn request(i: u64) -> proto::EvaluateRequest {
     proto::EvaluateRequest {
-        jurisdiction: if i % 2 == 0 { "CN".into() } else { "EU".into() },
+        jurisdiction: if i.is_multiple_of(2) { "CN".into() } else { "EU".into() },
         request: Some(proto::DeploymentRequest {
             request_id: format!("crash-{i}"),
             deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
@@ -80,7 +80,8 @@ async fn kill_9_under_load_loses_no_acknowledged_decision() {
         let latest = log.get_checkpoint(proto::GetCheckpointRequest {}).await.unwrap().into_inner();
         let origin = latest.origin.clone();
         let now = Checkpoint::open(&latest.note, &origin, &vk).unwrap();
-        for (id, index) in acked.lock().unwrap().clone() {
+        let before = acked.lock().unwrap().clone();
+        for (id, index) in before {
             let p = log
                 .get_inclusion_proof(proto::GetInclusionProofRequest {
                     target: Some(proto::get_inclusion_proof_request::Target::DecisionId(id.clone())),
