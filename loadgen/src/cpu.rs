@@ -1,5 +1,6 @@
-//! CPU time from `/proc`: of another process (the target server), or of this process's
-//! threads with a given name (the in-process reference server, the load client).
+//! CPU time from `/proc`: of another process (the target server), of this process's
+//! threads with a given name (the in-process reference server, the load client), or of
+//! the whole host (to see how much other processes took during a measurement).
 //!
 //! `utime + stime` (fields 14 and 15 of `stat`) are in clock ticks; the tick rate is read
 //! with `sysconf(_SC_CLK_TCK)` (100 on Linux in practice, so a 10 s window at full load
@@ -20,6 +21,8 @@ pub enum Source {
     Process(u32),
     /// The live threads of this process with this exact name.
     Threads(&'static str),
+    /// Every CPU of the host: busy time (user, nice, system, irq, softirq, steal).
+    Host,
 }
 
 /// CPU time at one instant.
@@ -76,6 +79,7 @@ impl Source {
                 }
                 total
             }
+            Source::Host => host_busy_ticks(&fs::read_to_string("/proc/stat").ok()?)?,
         };
         Some(Sample { at, ticks })
     }
@@ -94,6 +98,15 @@ fn ticks_of(stat: &str) -> Option<(&str, u64)> {
     Some((comm, utime + stime))
 }
 
+/// Busy ticks of all CPUs from `/proc/stat`'s first line:
+/// `cpu user nice system idle iowait irq softirq steal ...`.
+fn host_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line.split_ascii_whitespace().take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = f[..] else { return None };
+    Some(user + nice + system + irq + softirq + steal)
+}
+
 /// Clock ticks per second of `/proc` times.
 pub fn ticks_per_sec() -> u64 {
     // SAFETY: sysconf only reads a configuration value; it has no preconditions.
@@ -109,6 +122,13 @@ mod tests {
     fn reads_times_after_a_tricky_command_name() {
         let stat = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 111 222 12 13 14";
         assert_eq!(ticks_of(stat), Some(("a (b) c", 333)));
+    }
+
+    #[test]
+    fn host_busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  10 1 5 1000 7 2 3 4 0 0\ncpu0 5 0 2 500 3 1 1 2 0 0\n";
+        assert_eq!(host_busy_ticks(stat), Some(10 + 1 + 5 + 2 + 3 + 4));
+        assert!(Source::Host.sample().is_some());
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct Outcome {
     pub latency: Histogram<u64>,
     pub server_cpu: Option<Usage>,
     pub client_cpu: Option<Usage>,
+    /// The whole host's busy time: what neither server nor client used was other processes.
+    pub host_cpu: Option<Usage>,
 }
 
 impl Outcome {
@@ -75,6 +77,13 @@ impl Outcome {
 
     pub fn decisions_per_sec(&self) -> f64 {
         self.decisions as f64 / self.window.as_secs_f64()
+    }
+
+    /// Percent of one core the rest of the host used during the window (host busy time
+    /// minus server and client), when all three were measured.
+    pub fn others_percent(&self) -> Option<f64> {
+        let (h, s, c) = (self.host_cpu?, self.server_cpu?, self.client_cpu?);
+        Some((h.percent_of_core() - s.percent_of_core() - c.percent_of_core()).max(0.0))
     }
 
     pub fn failed(&self) -> u64 {
@@ -89,13 +98,13 @@ pub async fn run(load: &Load, channels: &[Channel], pool: &[EvaluateRequest], se
     let window = Window { from: start + load.warmup, until: start + load.warmup + load.duration };
 
     let sampler = tokio::spawn(async move {
-        let sources = [server, Some(cpu::Source::Threads(cpu::CLIENT_THREADS))];
+        let sources = [server, Some(cpu::Source::Threads(cpu::CLIENT_THREADS)), Some(cpu::Source::Host)];
         tokio::time::sleep_until(window.from).await;
         let first = sources.map(|s| s.and_then(cpu::Source::sample));
         tokio::time::sleep_until(window.until).await;
         let last = sources.map(|s| s.and_then(cpu::Source::sample));
         let usage = |i: usize| Some(Usage::between(first[i]?, last[i]?));
-        (usage(0), usage(1))
+        [usage(0), usage(1), usage(2)]
     });
 
     let stride = (pool.len() / load.in_flight).max(1);
@@ -115,7 +124,7 @@ pub async fn run(load: &Load, channels: &[Channel], pool: &[EvaluateRequest], se
             Err(e) => *total.errors.entry(format!("caller task failed: {e}")).or_default() += 1,
         }
     }
-    let (server_cpu, client_cpu) = sampler.await.unwrap_or((None, None));
+    let [server_cpu, client_cpu, host_cpu] = sampler.await.unwrap_or([None, None, None]);
     Outcome {
         calls: total.calls,
         decisions: total.decisions,
@@ -126,6 +135,7 @@ pub async fn run(load: &Load, channels: &[Channel], pool: &[EvaluateRequest], se
         latency: total.latency,
         server_cpu,
         client_cpu,
+        host_cpu,
     }
 }
 

@@ -129,7 +129,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let channels = connect_all(&args.target, load.connections, timeout).await?;
     let server_cpu = args.server_pid.map(cpu::Source::Process);
     let target = drive::run(&load, &channels, &pool, server_cpu).await;
-    report::print_run("target", &args.target, &load, &header, &target, args.json);
+    let whose = args.server_pid.map_or(String::new(), |pid| format!("pid {pid}"));
+    report::print_run("target", &args.target, &whose, &load, &header, &target, args.json);
 
     if args.reference {
         let server = reference::start(args.reference_threads as usize, payload.mean, info).await?;
@@ -139,7 +140,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let reference = drive::run(&load, &channels, &pool, source).await;
         drop(channels);
         server.stop();
-        report::print_run("reference", &url, &load, &header, &reference, args.json);
+        let whose = format!("in-process threads `{}`", cpu::REFERENCE_THREADS);
+        report::print_run("reference", &url, &whose, &load, &header, &reference, args.json);
         report::print_comparison(&target, &reference, args.json);
     }
     Ok(())

@@ -20,6 +20,7 @@ use silkgate::proto::{
     NodeInfoResponse, Signature, SignedDecision, batch_result,
 };
 use tokio::sync::oneshot;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -77,9 +78,16 @@ pub async fn start(threads: usize, payload_len: usize, info: NodeInfoResponse) -
         let shutdown = async {
             let _ = stopped.await;
         };
+        // Nagle off on accepted connections, as silkgate's server does: small answers must
+        // not wait for delayed ACKs.
+        let incoming = TcpListenerStream::new(listener).map(|s| {
+            let s = s?;
+            s.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(s)
+        });
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(server)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
         {
             eprintln!("reference server: {e}");

@@ -57,9 +57,10 @@ pub fn print_header(h: &Header, load: &Load) {
     }
 }
 
-pub fn print_run(name: &str, url: &str, load: &Load, h: &Header, o: &Outcome, as_json: bool) {
+/// Prints one run; `server` says whose CPU `o.server_cpu` is (e.g. `pid 1234`).
+pub fn print_run(name: &str, url: &str, server: &str, load: &Load, h: &Header, o: &Outcome, as_json: bool) {
     if as_json {
-        println!("{}", run_json(name, url, load, h, o));
+        println!("{}", run_json(name, url, server, load, h, o));
         return;
     }
     let secs = o.window.as_secs_f64();
@@ -105,14 +106,26 @@ pub fn print_run(name: &str, url: &str, load: &Load, h: &Header, o: &Outcome, as
     if o.warmup_errors > 0 {
         line("warmup errors", format!("{} (not counted above)", o.warmup_errors));
     }
-    let whose = if name == "reference" { "in-process threads" } else { "pid" };
     if let Some(u) = &o.server_cpu {
-        line("server cpu", cpu_text(u, load, o, whose));
+        line("server cpu", cpu_text(u, load, o, server));
     }
     if let Some(u) = &o.client_cpu {
         line("client cpu", cpu_text(u, load, o, "load client threads"));
     }
+    if let Some(h) = &o.host_cpu {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let others = o.others_percent().map_or(String::new(), |p| format!("; other processes {p:.0}% of a core"));
+        line("host cpu", format!("{:.0}% busy of {}%{others}", h.percent_of_core(), 100 * cores));
+        if let Some(p) = o.others_percent()
+            && p > OTHERS_WARN_PERCENT
+        {
+            line("WARNING", format!("other processes took {p:.0}% of a core during the window: figures disturbed"));
+        }
+    }
 }
+
+/// Above this share of a core taken by other processes, a run is flagged as disturbed.
+const OTHERS_WARN_PERCENT: f64 = 10.0;
 
 pub fn print_comparison(target: &Outcome, reference: &Outcome, as_json: bool) {
     let r = ratios(target, reference);
@@ -153,7 +166,7 @@ fn cpu_text(u: &crate::cpu::Usage, load: &Load, o: &Outcome, whose: &str) -> Str
     }
 }
 
-fn run_json(name: &str, url: &str, load: &Load, h: &Header, o: &Outcome) -> Value {
+fn run_json(name: &str, url: &str, server: &str, load: &Load, h: &Header, o: &Outcome) -> Value {
     let l = &o.latency;
     let latency = (!l.is_empty()).then(|| {
         json!({
@@ -198,8 +211,11 @@ fn run_json(name: &str, url: &str, load: &Load, h: &Header, o: &Outcome) -> Valu
         "errors": o.errors,
         "item_errors": o.item_errors,
         "warmup_errors": o.warmup_errors,
+        "server_cpu_of": server,
         "server_cpu": usage(&o.server_cpu),
         "client_cpu": usage(&o.client_cpu),
+        "host_cpu": usage(&o.host_cpu),
+        "others_percent_of_core": o.others_percent(),
     })
 }
 

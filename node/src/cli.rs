@@ -6,6 +6,7 @@
 
 mod check;
 mod eval;
+mod health;
 mod keygen;
 mod log;
 mod serve;
@@ -33,6 +34,8 @@ enum Command {
     Serve(serve::Args),
     /// Validate a policy directory and list every error.
     Check(check::Args),
+    /// Ask a node whether it is serving (exit 0) or not (exit 1); a container probe.
+    Health(health::Args),
     /// Run the policy test cases (*.tests.toml) in a directory.
     Test(test::Args),
     /// Evaluate a request file offline and print the decision.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Check(a) => check::run(a),
         Command::Test(a) => test::run(a),
+        Command::Health(a) => health::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Verify(a) => verify::run(a),

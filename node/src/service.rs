@@ -1,6 +1,6 @@
 //! The `Compliance` gRPC service: request in, signed decision out, logged first.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -9,10 +9,13 @@ use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
 
 use crate::decision::{self, Signer};
+use crate::limits::Limits;
 use crate::log::LogHandle;
 use crate::log::writer::Entry;
+use crate::metrics::{DecisionLabels, Metrics};
 use crate::policy::PolicySet;
 use crate::proto::{self, server::compliance_server::Compliance};
+use crate::reload::ReloadStatus;
 use crate::request::Request as Deployment;
 use crate::time::Instant;
 use crate::wire;
@@ -31,11 +34,37 @@ pub struct NodeState {
     pub validity_secs: i64,
     /// The decision log; `None` runs without one (benchmarks only: no evidence is kept).
     pub log: Option<LogHandle>,
+    pub metrics: Arc<Metrics>,
+    pub reload: Arc<Mutex<ReloadStatus>>,
+}
+
+impl NodeState {
+    pub fn new(
+        node_id: String,
+        policies: PolicySet,
+        signer: Arc<Signer>,
+        key_valid_from: Instant,
+        validity_secs: i64,
+        log: Option<LogHandle>,
+    ) -> Self {
+        let reload = Arc::new(Mutex::new(ReloadStatus::new(&policies, Instant::now())));
+        NodeState {
+            node_id,
+            policies: ArcSwap::from_pointee(policies),
+            signer,
+            key_valid_from,
+            validity_secs,
+            log,
+            metrics: Arc::new(Metrics::new()),
+            reload,
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct ComplianceService {
     state: Arc<NodeState>,
+    limits: Arc<Limits>,
 }
 
 /// Why one evaluation failed: a gRPC code, and the field it is about.
@@ -78,8 +107,25 @@ struct Summary {
 }
 
 impl ComplianceService {
-    pub fn new(state: Arc<NodeState>) -> Self {
-        ComplianceService { state }
+    pub fn new(state: Arc<NodeState>, limits: Arc<Limits>) -> Self {
+        ComplianceService { state, limits }
+    }
+
+    /// Admission (rate limit, concurrency) and the per-call timeout around `call`.
+    async fn limited<T>(
+        &self,
+        client: Option<std::net::IpAddr>,
+        call: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let _permit = self.limits.admit(client).map_err(|r| {
+            self.state.metrics.reject(r.reason());
+            r.status()
+        })?;
+        let timeout = self.limits.config.request_timeout;
+        tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
+            self.state.metrics.reject("timeout");
+            Err(Status::deadline_exceeded(format!("not answered within the {} ms limit", timeout.as_millis())))
+        })
     }
 
     /// Evaluates and signs one request. Never panics on any input; fails closed. The
@@ -166,6 +212,7 @@ impl ComplianceService {
                 .map(|d| std::mem::replace(&mut d.entry, Entry { data: Vec::new(), id: None }))
                 .collect();
             let first = log.append(entries).await.map_err(|e| {
+                self.state.metrics.reject("log_unavailable");
                 tracing::error!(error = %e, "decision log append failed");
                 Status::unavailable(format!("decision log: {e}"))
             })?;
@@ -175,6 +222,8 @@ impl ComplianceService {
         }
         for d in decided.iter() {
             let s = &d.summary;
+            let labels = DecisionLabels { jurisdiction: s.jurisdiction.clone(), verdict: s.verdict.to_string() };
+            self.state.metrics.decisions.get_or_create(&labels).inc();
             tracing::info!(
                 decision.id = %s.decision_id,
                 request.id = %s.request_id,
@@ -189,8 +238,10 @@ impl ComplianceService {
         Ok(())
     }
 
-    pub fn node_info(&self) -> proto::NodeInfoResponse {
+    /// What NodeInfo answers.
+    pub fn describe(&self) -> proto::NodeInfoResponse {
         let policies = self.state.policies.load();
+        let status = self.state.reload.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let jurisdictions = policies
             .policies
             .values()
@@ -201,8 +252,8 @@ impl ComplianceService {
                 policy_sha256: p.digest.to_vec(),
                 rule_count: p.rules.len() as u32,
                 name: p.name.clone(),
-                loaded_at: None,
-                last_error: String::new(),
+                loaded_at: status.loaded_at.get(&p.jurisdiction).map(|t| t.to_timestamp()),
+                last_error: status.jurisdiction_errors.get(&p.jurisdiction).cloned().unwrap_or_default(),
             })
             .collect();
         let key = self.state.signer.verifying_key();
@@ -222,7 +273,22 @@ impl ComplianceService {
                 purposes,
             }],
             build_version: crate::BUILD_VERSION.to_string(),
+            policy_reloads: status.reloads,
+            policy_reload_errors: status.errors,
+            last_reload_error: status.last_error,
+            last_reload_attempt: status.last_attempt.map(|t| t.to_timestamp()),
+            log_origin: self.state.log.as_ref().map(|l| l.origin().to_string()).unwrap_or_default(),
+            log_size: self.state.log.as_ref().map_or(0, |l| l.size()),
         }
+    }
+
+    fn rejected(&self, f: &Failure) {
+        let reason = match f.code {
+            Code::InvalidArgument => "invalid_argument",
+            Code::NotFound => "unknown_jurisdiction",
+            _ => "other",
+        };
+        self.state.metrics.reject(reason);
     }
 }
 
@@ -232,21 +298,43 @@ impl Compliance for ComplianceService {
         &self,
         request: Request<wire::EvaluateRequest>,
     ) -> Result<Response<proto::EvaluateResponse>, Status> {
-        let decided = self.decide(request.into_inner(), Instant::now()).map_err(|f| f.status())?;
-        let mut one = [decided];
-        self.commit(&mut one).await?;
-        let [d] = one;
-        Ok(Response::new(d.response))
+        let client = request.remote_addr().map(|a| a.ip());
+        let started = std::time::Instant::now();
+        let response = self
+            .limited(client, async {
+                let decided = self.decide(request.into_inner(), Instant::now()).map_err(|f| {
+                    self.rejected(&f);
+                    f.status()
+                })?;
+                let mut one = [decided];
+                self.commit(&mut one).await?;
+                let [d] = one;
+                Ok(d.response)
+            })
+            .await?;
+        self.state.metrics.latency.observe(started.elapsed().as_secs_f64());
+        Ok(Response::new(response))
     }
 
     async fn evaluate_batch(
         &self,
         request: Request<wire::EvaluateBatchRequest>,
     ) -> Result<Response<proto::EvaluateBatchResponse>, Status> {
-        let items = request.into_inner().items;
+        let client = request.remote_addr().map(|a| a.ip());
+        self.limited(client, self.batch(request.into_inner().items)).await.map(Response::new)
+    }
+
+    async fn node_info(&self, _: Request<proto::NodeInfoRequest>) -> Result<Response<proto::NodeInfoResponse>, Status> {
+        Ok(Response::new(self.describe()))
+    }
+}
+
+impl ComplianceService {
+    async fn batch(&self, items: Vec<wire::EvaluateRequest>) -> Result<proto::EvaluateBatchResponse, Status> {
         if items.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!("items: at most {MAX_BATCH} per batch, got {}", items.len())));
         }
+        let started = std::time::Instant::now();
         let now = Instant::now();
         let mut decided = Vec::with_capacity(items.len());
         let mut slots = Vec::with_capacity(items.len());
@@ -256,10 +344,13 @@ impl Compliance for ComplianceService {
                     slots.push(None);
                     decided.push(d);
                 }
-                Err(f) => slots.push(Some(proto::ItemError {
-                    code: f.code as i32,
-                    message: format!("items[{i}].{}: {}", f.field, f.message),
-                    field: f.field,
+                Err(f) => slots.push(Some({
+                    self.rejected(&f);
+                    proto::ItemError {
+                        code: f.code as i32,
+                        message: format!("items[{i}].{}: {}", f.field, f.message),
+                        field: f.field,
+                    }
                 })),
             }
         }
@@ -276,10 +367,7 @@ impl Compliance for ComplianceService {
                 proto::BatchResult { result: Some(result) }
             })
             .collect();
-        Ok(Response::new(proto::EvaluateBatchResponse { results }))
-    }
-
-    async fn node_info(&self, _: Request<proto::NodeInfoRequest>) -> Result<Response<proto::NodeInfoResponse>, Status> {
-        Ok(Response::new(ComplianceService::node_info(self)))
+        self.state.metrics.latency.observe(started.elapsed().as_secs_f64());
+        Ok(proto::EvaluateBatchResponse { results })
     }
 }

@@ -70,14 +70,7 @@ impl TestNode {
         let key = silkgate::keys::load_or_create(&dir.path().join("data/node.key")).unwrap();
         let signer = Arc::new(key.signer);
         let log = silkgate::log::open(&dir.path().join("data"), "test-node", signer.clone()).unwrap();
-        let state = Arc::new(NodeState {
-            node_id: "test-node".into(),
-            policies: arc_swap::ArcSwap::from_pointee(policies),
-            key_valid_from: key.valid_from,
-            signer,
-            validity_secs: 3600,
-            log: Some(log),
-        });
+        let state = Arc::new(NodeState::new("test-node".into(), policies, signer, key.valid_from, 3600, Some(log)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();

@@ -1,91 +1,249 @@
-//! `silkgate serve`: load everything, then bind and answer until SIGTERM or SIGINT.
+//! `silkgate serve`: load configuration, policies and key, then bind and answer until
+//! SIGTERM or SIGINT, reloading policies when their directory changes or on SIGHUP.
+//!
+//! Every setting comes from a flag, a `SILKGATE_*` environment variable or the config
+//! file (`--config`), in that order of precedence, then a default. Bad configuration
+//! exits with code 64 naming the setting, before any port is bound.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use serde::Deserialize;
+use silkgate::limits::LimitConfig;
+use silkgate::reload::Watcher;
+use silkgate::server::Options;
 use silkgate::service::NodeState;
 use silkgate::{keys, loader, server};
 
 use super::{EXIT_INVALID, fail};
 
-#[derive(clap::Args)]
+/// Exit code for bad configuration (EX_CONFIG-like, the sysexits "usage" code).
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(clap::Args, Default)]
 pub struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "SILKGATE_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// Policy directory.
-    #[arg(long, env = "SILKGATE_POLICY_DIR", default_value = "policy")]
-    policy_dir: PathBuf,
-    /// Data directory: the signing key and the decision log live here.
-    #[arg(long, env = "SILKGATE_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
-    /// Signing key file (PKCS#8 PEM); default DATA_DIR/node.key, created if absent.
+    /// TOML config file; its keys are the flag names with `_` for `-`.
+    #[arg(long, env = "SILKGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "SILKGATE_LISTEN")]
+    listen: Option<String>,
+    /// Policy directory [default: policy].
+    #[arg(long, env = "SILKGATE_POLICY_DIR")]
+    policy_dir: Option<PathBuf>,
+    /// Data directory: the signing key and the decision log [default: data].
+    #[arg(long, env = "SILKGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Signing key file (PKCS#8 PEM) [default: DATA_DIR/node.key, created if absent].
     #[arg(long, env = "SILKGATE_KEY")]
     key: Option<PathBuf>,
-    /// Jurisdictions this node enforces (comma-separated); default every policy found.
+    /// Jurisdictions this node enforces, comma-separated [default: every policy found].
     #[arg(long, env = "SILKGATE_JURISDICTIONS", value_delimiter = ',')]
     jurisdictions: Option<Vec<String>>,
-    /// Node id written into decisions; default derived from the key id.
+    /// Node id written into decisions and the log origin [default: from the key id].
     #[arg(long, env = "SILKGATE_NODE_ID")]
     node_id: Option<String>,
-    /// How long a decision stays valid evidence, in seconds.
-    #[arg(long, env = "SILKGATE_DECISION_VALIDITY_SECS", default_value_t = 86_400)]
-    decision_validity_secs: i64,
-    /// Run without the decision log (benchmarks only: decisions are then not kept as evidence).
+    /// How long a decision stays valid evidence, in seconds [default: 86400].
+    #[arg(long, env = "SILKGATE_DECISION_VALIDITY_SECS")]
+    decision_validity_secs: Option<i64>,
+    /// Run without the decision log (benchmarks only: decisions are not kept as evidence).
     #[arg(long, env = "SILKGATE_NO_LOG")]
-    no_log: bool,
-    /// Log format: text or json.
-    #[arg(long, env = "SILKGATE_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    no_log: Option<bool>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "SILKGATE_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Address for the Prometheus endpoint (GET /metrics) [default: off].
+    #[arg(long, env = "SILKGATE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// How often the policy directory is checked for changes, in ms [default: 500].
+    #[arg(long, env = "SILKGATE_RELOAD_INTERVAL_MS")]
+    reload_interval_ms: Option<u64>,
+    /// Largest request accepted, in bytes [default: 4194304].
+    #[arg(long, env = "SILKGATE_MAX_REQUEST_BYTES")]
+    max_request_bytes: Option<usize>,
+    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED [default: 1024].
+    #[arg(long, env = "SILKGATE_MAX_CONCURRENCY")]
+    max_concurrency: Option<usize>,
+    /// Server time allowed per call, in ms [default: 5000].
+    #[arg(long, env = "SILKGATE_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
+    /// Sustained calls per second per client address; 0 is off [default: 0].
+    #[arg(long, env = "SILKGATE_RATE_LIMIT")]
+    rate_limit: Option<f64>,
+    /// Burst allowed above the rate limit [default: 2 x rate].
+    #[arg(long, env = "SILKGATE_RATE_BURST")]
+    rate_burst: Option<f64>,
+    /// Time to let in-flight calls finish after SIGTERM, in seconds [default: 10].
+    #[arg(long, env = "SILKGATE_GRACE_PERIOD_SECS")]
+    grace_period_secs: Option<u64>,
 }
 
-fn init_logging(format: &str) -> Result<(), String> {
+/// The config file: the same settings, all optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    policy_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    key: Option<PathBuf>,
+    jurisdictions: Option<Vec<String>>,
+    node_id: Option<String>,
+    decision_validity_secs: Option<i64>,
+    no_log: Option<bool>,
+    log_format: Option<String>,
+    metrics_listen: Option<String>,
+    reload_interval_ms: Option<u64>,
+    max_request_bytes: Option<usize>,
+    max_concurrency: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    rate_limit: Option<f64>,
+    rate_burst: Option<f64>,
+    grace_period_secs: Option<u64>,
+}
+
+/// Settings after precedence and validation.
+struct Settings {
+    listen: SocketAddr,
+    policy_dir: PathBuf,
+    data_dir: PathBuf,
+    key: PathBuf,
+    jurisdictions: Option<Vec<String>>,
+    node_id: Option<String>,
+    validity_secs: i64,
+    no_log: bool,
+    log_format: String,
+    metrics_listen: Option<SocketAddr>,
+    reload_interval: Duration,
+    options: Options,
+    grace: Duration,
+}
+
+fn addr(name: &str, s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| format!("{name}: `{s}` is not an address like 127.0.0.1:50051"))
+}
+
+fn settings(a: Args) -> Result<Settings, String> {
+    let f: FileConfig = match &a.config {
+        None => FileConfig::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("config: {}: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| format!("config: {}: {e}", p.display()))?
+        }
+    };
+    let listen = addr("listen", &a.listen.or(f.listen).unwrap_or_else(|| "127.0.0.1:50051".into()))?;
+    let data_dir = a.data_dir.or(f.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+    let key = a.key.or(f.key).unwrap_or_else(|| data_dir.join("node.key"));
+    let validity_secs = a.decision_validity_secs.or(f.decision_validity_secs).unwrap_or(86_400);
+    if validity_secs <= 0 {
+        return Err(format!("decision_validity_secs: must be positive, got {validity_secs}"));
+    }
+    let log_format = a.log_format.or(f.log_format).unwrap_or_else(|| "text".into());
+    if log_format != "text" && log_format != "json" {
+        return Err(format!("log_format: `{log_format}` is not `text` or `json`"));
+    }
+    let metrics_listen = a.metrics_listen.or(f.metrics_listen).map(|m| addr("metrics_listen", &m)).transpose()?;
+    let reload_ms = a.reload_interval_ms.or(f.reload_interval_ms).unwrap_or(500);
+    if !(50..=60_000).contains(&reload_ms) {
+        return Err(format!("reload_interval_ms: must be between 50 and 60000, got {reload_ms}"));
+    }
+    let max_request_bytes = a.max_request_bytes.or(f.max_request_bytes).unwrap_or(server::MAX_MESSAGE_BYTES);
+    if !(1024..=64 << 20).contains(&max_request_bytes) {
+        return Err(format!("max_request_bytes: must be between 1024 and 67108864, got {max_request_bytes}"));
+    }
+    let max_concurrency = a.max_concurrency.or(f.max_concurrency).unwrap_or(1024);
+    if max_concurrency == 0 {
+        return Err("max_concurrency: must be at least 1".into());
+    }
+    let timeout_ms = a.request_timeout_ms.or(f.request_timeout_ms).unwrap_or(5000);
+    if timeout_ms == 0 {
+        return Err("request_timeout_ms: must be at least 1".into());
+    }
+    let rate = a.rate_limit.or(f.rate_limit).unwrap_or(0.0);
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("rate_limit: must be 0 (off) or positive, got {rate}"));
+    }
+    let burst = a.rate_burst.or(f.rate_burst).unwrap_or(2.0 * rate);
+    if !burst.is_finite() || burst < 0.0 {
+        return Err(format!("rate_burst: must not be negative, got {burst}"));
+    }
+    let jurisdictions = a.jurisdictions.or(f.jurisdictions);
+    if let Some(js) = &jurisdictions
+        && let Some(bad) = js.iter().find(|j| j.len() != 2 || !j.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        return Err(format!("jurisdictions: `{bad}` is not a two-letter upper-case code"));
+    }
+    let node_id = a.node_id.or(f.node_id);
+    if let Some(id) = &node_id
+        && !silkgate::log::valid_node_id(id)
+    {
+        return Err(format!("node_id: `{id}` must be 1 to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`"));
+    }
+    Ok(Settings {
+        listen,
+        policy_dir: a.policy_dir.or(f.policy_dir).unwrap_or_else(|| PathBuf::from("policy")),
+        data_dir,
+        key,
+        jurisdictions,
+        node_id,
+        validity_secs,
+        no_log: a.no_log.or(f.no_log).unwrap_or(false),
+        log_format,
+        metrics_listen,
+        reload_interval: Duration::from_millis(reload_ms),
+        options: Options {
+            max_request_bytes,
+            limits: LimitConfig {
+                max_concurrency,
+                request_timeout: Duration::from_millis(timeout_ms),
+                rate_per_client: rate,
+                rate_burst: burst,
+            },
+        },
+        grace: Duration::from_secs(a.grace_period_secs.or(f.grace_period_secs).unwrap_or(10)),
+    })
+}
+
+fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        "text" => builder.try_init(),
-        "json" => builder.json().flatten_event(true).try_init(),
-        other => return Err(format!("--log-format: `{other}` is not `text` or `json`")),
-    }
-    .map_err(|e| e.to_string())
+    let _ = if format == "json" { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
 }
 
 pub fn run(args: Args) -> u8 {
-    if let Err(e) = init_logging(&args.log_format) {
-        return fail(e);
-    }
-    if args.decision_validity_secs <= 0 {
-        return fail("--decision-validity-secs must be positive");
-    }
+    let started = std::time::Instant::now();
+    let s = match settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: bad configuration: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    init_logging(&s.log_format);
     // Everything is loaded and checked before a port is bound.
-    let policies = match loader::load_dir(&args.policy_dir, args.jurisdictions.as_deref()) {
+    let policies = match loader::load_dir(&s.policy_dir, s.jurisdictions.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             return EXIT_INVALID;
         }
     };
-    let key_path = args.key.clone().unwrap_or_else(|| args.data_dir.join("node.key"));
-    let key = match keys::load_or_create(&key_path) {
+    let key = match keys::load_or_create(&s.key) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
     if key.created {
-        tracing::info!(key.id = %key.signer.key_id(), key.path = %key_path.display(), "created a new signing key");
+        tracing::info!(key.id = %key.signer.key_id(), key.path = %s.key.display(), "created a new signing key");
     }
-    let node_id = args.node_id.clone().unwrap_or_else(|| format!("node-{}", &key.signer.key_id()[..12]));
-    if !silkgate::log::valid_node_id(&node_id) {
-        return fail(format!("--node-id: `{node_id}` must be 1 to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`"));
-    }
+    let node_id = s.node_id.clone().unwrap_or_else(|| format!("node-{}", &key.signer.key_id()[..12]));
     let signer = Arc::new(key.signer);
-    let log = if args.no_log {
+    let log = if s.no_log {
         tracing::warn!("running without a decision log: decisions are not kept as evidence");
         None
     } else {
-        match silkgate::log::open(&args.data_dir, &node_id, signer.clone()) {
+        match silkgate::log::open(&s.data_dir, &node_id, signer.clone()) {
             Ok(l) => Some(l),
             Err(e) => return fail(e),
         }
@@ -100,42 +258,91 @@ pub fn run(args: Args) -> u8 {
             "policy loaded"
         );
     }
-    let state = Arc::new(NodeState {
-        node_id,
-        policies: ArcSwap::from_pointee(policies),
-        key_valid_from: key.valid_from,
-        signer,
-        validity_secs: args.decision_validity_secs,
-        log,
-    });
+    let state = Arc::new(NodeState::new(node_id, policies, signer, key.valid_from, s.validity_secs, log));
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(args.listen).await {
-            Ok(l) => l,
-            Err(e) => return fail(format!("bind {}: {e}", args.listen)),
-        };
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(
-            listen = %addr,
-            node.id = %state.node_id,
-            key.id = %state.signer.key_id(),
-            "silkgate serving"
-        );
-        match server::run(listener, state, shutdown_signal()).await {
-            Ok(()) => {
-                tracing::info!("stopped");
-                0
+    rt.block_on(serve(s, state, started))
+}
+
+async fn serve(s: Settings, state: Arc<NodeState>, started: std::time::Instant) -> u8 {
+    let listener = match tokio::net::TcpListener::bind(s.listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(format!("bind {}: {e}", s.listen)),
+    };
+    if let Some(m) = s.metrics_listen {
+        match tokio::net::TcpListener::bind(m).await {
+            Ok(l) => {
+                tracing::info!(listen = %m, "metrics endpoint");
+                tokio::spawn(silkgate::metrics::serve(l, state.metrics.clone(), state.clone()));
             }
-            Err(e) => fail(e),
+            Err(e) => return fail(format!("bind metrics {m}: {e}")),
         }
-    })
+    }
+    let (force_tx, force_rx) = tokio::sync::mpsc::channel(4);
+    let watcher = Watcher {
+        dir: s.policy_dir.clone(),
+        only: s.jurisdictions.clone(),
+        state: state.clone(),
+        status: state.reload.clone(),
+    };
+    let metrics = state.metrics.clone();
+    let reload_status = state.reload.clone();
+    tokio::spawn(watcher.run(s.reload_interval, force_rx));
+    // Reload counters live in the reload status; mirror them into metrics.
+    tokio::spawn(async move {
+        let (mut ok, mut err) = (0, 0);
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let st = reload_status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            metrics.reloads.inc_by(st.reloads - ok);
+            metrics.reload_errors.inc_by(st.errors - err);
+            (ok, err) = (st.reloads, st.errors);
+        }
+    });
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading policies");
+            let _ = force_tx.send(()).await;
+        }
+    });
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(
+        listen = %addr,
+        node.id = %state.node_id,
+        key.id = %state.signer.key_id(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "silkgate serving"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let grace = s.grace;
+    let server = server::run_with(listener, state, s.options, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(());
+    });
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = async {
+            let _ = stop_rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; stopping with calls in flight");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            0
+        }
+        Err(e) => fail(e),
+    }
 }
 
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -145,8 +352,8 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = ctrl_c => {},
+        _ = tokio::signal::ctrl_c() => {},
         _ = term => {},
     }
-    tracing::info!("shutdown signal received, draining");
+    tracing::info!("shutdown signal received, draining in-flight calls");
 }

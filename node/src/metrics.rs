@@ -1,0 +1,158 @@
+//! Prometheus metrics, and the small HTTP endpoint that serves them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub jurisdiction: String,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: String,
+}
+
+/// Every metric the node exports.
+pub struct Metrics {
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub rejected: Family<RejectLabels, Counter>,
+    /// Server time per Evaluate / EvaluateBatch call, in seconds.
+    pub latency: Histogram,
+    pub reloads: Counter,
+    pub reload_errors: Counter,
+    pub log_size: Gauge,
+    pub log_syncs: Counter,
+    pub log_sync_seconds: prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
+    pub log_bytes: Counter,
+    registry: Registry,
+    last_syncs: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let m = Metrics {
+            decisions: Family::default(),
+            rejected: Family::default(),
+            latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            reloads: Counter::default(),
+            reload_errors: Counter::default(),
+            log_size: Gauge::default(),
+            log_syncs: Counter::default(),
+            log_sync_seconds: Default::default(),
+            log_bytes: Counter::default(),
+            registry: Registry::with_prefix("silkgate"),
+            last_syncs: AtomicU64::new(0),
+        };
+        let mut r = Registry::with_prefix("silkgate");
+        r.register("decisions", "Decisions returned, by jurisdiction and verdict", m.decisions.clone());
+        r.register("rejected_requests", "Requests refused without a decision, by reason", m.rejected.clone());
+        r.register("request_duration_seconds", "Server time per evaluation call", m.latency.clone());
+        r.register("policy_reloads", "Policy reloads that took effect", m.reloads.clone());
+        r.register(
+            "policy_reload_errors",
+            "Policy reloads rejected (the last good policy stayed)",
+            m.reload_errors.clone(),
+        );
+        r.register("log_entries", "Entries in the decision log", m.log_size.clone());
+        r.register("log_syncs", "Group commits (fdatasync calls) of the decision log", m.log_syncs.clone());
+        r.register("log_sync_seconds", "Time spent writing and syncing the decision log", m.log_sync_seconds.clone());
+        r.register("log_bytes", "Bytes appended to the decision log", m.log_bytes.clone());
+        Metrics { registry: r, ..m }
+    }
+
+    pub fn reject(&self, reason: &str) {
+        self.rejected.get_or_create(&RejectLabels { reason: reason.to_string() }).inc();
+    }
+
+    /// Copies the log writer's counters in (they live in the writer, without a registry).
+    pub fn observe_log(&self, log: &crate::log::LogHandle) {
+        let s = log.stats();
+        self.log_size.set(log.size() as i64);
+        let syncs = s.syncs.load(Ordering::Relaxed);
+        let prev = self.last_syncs.swap(syncs, Ordering::Relaxed);
+        self.log_syncs.inc_by(syncs.saturating_sub(prev));
+        let secs = s.sync_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let delta = secs - self.log_sync_seconds.get();
+        if delta > 0.0 {
+            self.log_sync_seconds.inc_by(delta);
+        }
+        let bytes = s.bytes.load(Ordering::Relaxed);
+        self.log_bytes.inc_by(bytes.saturating_sub(self.log_bytes.get()));
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `GET /metrics` (and `GET /healthz`) over plain HTTP/1.1 on `listener`.
+///
+/// Hand-written on purpose: two fixed routes do not justify an HTTP framework in the
+/// binary, and hyper is already in the tree only through tonic's HTTP/2 server.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    state: std::sync::Arc<crate::service::NodeState>,
+) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while n < buf.len() {
+                    match sock.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => {
+                            n += k;
+                            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if head.starts_with("GET /metrics ") {
+                if let Some(log) = &state.log {
+                    metrics.observe_log(log);
+                }
+                ("200 OK", metrics.encode())
+            } else if head.starts_with("GET /healthz ") {
+                ("200 OK", "ok\n".to_string())
+            } else {
+                ("404 Not Found", "not found\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}
