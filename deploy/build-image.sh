@@ -39,6 +39,8 @@ fi
 ctx=$(mktemp -d "${TMPDIR:-/tmp}/silkgate-image.XXXXXX")
 trap 'rm -rf "$ctx"' EXIT
 cp "$bin" "$ctx/silkgate"
+# Line tables are for local debugging; the image keeps symbols (names in backtraces).
+if command -v strip >/dev/null; then strip --strip-debug "$ctx/silkgate"; fi
 mkdir -p "$ctx/policy" "$ctx/data"
 chmod 0700 "$ctx/data"
 # Policies and the data files they name; policy test cases and fixtures stay out.

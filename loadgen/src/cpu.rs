@@ -11,7 +11,8 @@ use std::time::Instant;
 
 /// Thread name of the load client's runtime workers (at most 15 bytes: Linux truncates).
 pub const CLIENT_THREADS: &str = "sg-load";
-/// Thread name of the reference server's runtime workers.
+/// Thread name of the reference server's runtime workers, whose CPU time is the
+/// reference server's.
 pub const REFERENCE_THREADS: &str = "sg-ref";
 
 /// Whose CPU time to read.

@@ -110,7 +110,7 @@ pub fn print_run(name: &str, url: &str, server: &str, load: &Load, h: &Header, o
         line("server cpu", cpu_text(u, load, o, server));
     }
     if let Some(u) = &o.client_cpu {
-        line("client cpu", cpu_text(u, load, o, "load client threads"));
+        line("client cpu", cpu_text(u, load, o, "loadgen process, less any in-process server"));
     }
     if let Some(h) = &o.host_cpu {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

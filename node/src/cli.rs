@@ -5,6 +5,7 @@
 //! bad usage); 3 invalid input (a policy or request that does not load).
 
 mod check;
+mod diff;
 mod eval;
 mod health;
 mod keygen;
@@ -38,6 +39,8 @@ enum Command {
     Health(health::Args),
     /// Run the policy test cases (*.tests.toml) in a directory.
     Test(test::Args),
+    /// Preview a policy change: which decisions on a corpus of requests would change.
+    Diff(diff::Args),
     /// Evaluate a request file offline and print the decision.
     Eval(eval::Args),
     /// Create a new Ed25519 signing key (PKCS#8 PEM, mode 0600).
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Health(a) => health::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Diff(a) => diff::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Log(a) => log::run(a),

@@ -14,6 +14,7 @@ pub mod cases;
 pub mod checkpoint;
 pub mod decision;
 pub mod diag;
+pub mod impact;
 pub mod keys;
 pub mod limits;
 pub mod loader;

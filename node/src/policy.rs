@@ -11,6 +11,7 @@ pub mod compile;
 pub mod data;
 pub mod eval;
 pub mod expr;
+pub mod lint;
 pub mod source;
 pub mod toml_read;
 
@@ -89,6 +90,8 @@ pub struct Rule {
     pub effective_until: Option<Day>,
     /// The condition as written, for explanations.
     pub when: String,
+    /// Line and column of the rule's id in its file, for warnings.
+    pub position: (usize, usize),
     pub(crate) cond: compile::Node,
 }
 
@@ -198,6 +201,10 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
                 effective_from: r.effective_from.as_ref().map(|d| *d.get_ref()),
                 effective_until: r.effective_until.as_ref().map(|d| *d.get_ref()),
                 when: r.when.clone(),
+                position: {
+                    let d = Diagnostic::at(&doc.file, &doc.text, r.id.span(), "");
+                    (d.line, d.column)
+                },
                 cond,
             });
         }

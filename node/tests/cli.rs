@@ -100,3 +100,47 @@ fn serve_refuses_a_key_readable_by_others() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("readable by group or others (mode 644)"), "{}", text(&out));
 }
+
+#[test]
+fn diff_previews_a_policy_change() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::create_dir(d.join("new")).unwrap();
+    let extra = "\n[[rule]]\nid = \"xx.fabric\"\neffect = \"deny\"\nwhen = 'protocol.name == \"hyperledger-fabric\"'\nmessage = \"m\"\ncitation = \"c\"\n";
+    std::fs::write(d.join("new/xx.toml"), format!("{POLICY}{extra}")).unwrap();
+    let lines = [
+        r#"{"jurisdiction": "XX", "request": {"request_id": "r1", "deployment_kind": "permissioned_app", "permission_model": "permissioned", "protocol": {"name": "hyperledger-fabric"}}}"#,
+        r#"{"jurisdiction": "XX", "request": {"request_id": "r2", "deployment_kind": "mining", "permission_model": "permissioned", "protocol": {"name": "bitcoin"}}}"#,
+    ];
+    std::fs::write(d.join("reqs.jsonl"), lines.join("\n")).unwrap();
+    let out = silkgate(&["diff", "--from", "policy", "--to", "new", "--requests", "reqs.jsonl", "--fail-on-change"], d);
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("XX r1: allow -> deny (+xx.fabric)"), "{text}");
+    assert!(!text.contains("r2:"), "{text}");
+    assert!(text.contains("2 requests, 1 decisions changed"), "{text}");
+
+    std::fs::write(
+        d.join("bad.jsonl"),
+        r#"{"jurisdiction": "XX", "request": {"request_id": "x", "services": ["nope"]}}"#,
+    )
+    .unwrap();
+    let out = silkgate(&["diff", "--from", "policy", "--to", "new", "--requests", "bad.jsonl"], d);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out).contains("bad.jsonl:1: request.services[0]: `nope` is not a value of Service"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn check_warns_about_rules_that_cannot_matter() {
+    let dir = setup();
+    let d = dir.path();
+    let extra = "\n[[rule]]\nid = \"xx.never\"\neffect = \"deny\"\nwhen = 'node_count > 5 and node_count < 2'\nmessage = \"m\"\ncitation = \"c\"\n";
+    std::fs::write(d.join("policy/xx.toml"), format!("{POLICY}{extra}")).unwrap();
+    let out = silkgate(&["check", "policy"], d);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).contains("warning: rule `xx.never` can never match"), "{}", text(&out));
+}

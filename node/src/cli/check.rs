@@ -16,6 +16,14 @@ pub struct Args {
 pub fn run(args: Args) -> u8 {
     match loader::load_dir(&args.dir, None) {
         Ok(set) => {
+            let today = silkgate::time::Instant::now().day();
+            let mut warnings = 0;
+            for p in set.policies.values() {
+                for w in silkgate::policy::lint::lint(p, today) {
+                    warnings += 1;
+                    eprintln!("{w}");
+                }
+            }
             for p in set.policies.values() {
                 println!(
                     "ok {} {} v{}: {} rules, sha256 {} ({})",
@@ -27,7 +35,7 @@ pub fn run(args: Args) -> u8 {
                     p.file
                 );
             }
-            println!("{} policies valid", set.policies.len());
+            println!("{} policies valid, {warnings} warning(s)", set.policies.len());
             0
         }
         Err(e) => {
