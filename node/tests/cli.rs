@@ -114,11 +114,11 @@ fn diff_previews_a_policy_change() {
     ];
     std::fs::write(d.join("reqs.jsonl"), lines.join("\n")).unwrap();
     let out = silkgate(&["diff", "--from", "policy", "--to", "new", "--requests", "reqs.jsonl", "--fail-on-change"], d);
-    let text = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("XX r1: allow -> deny (+xx.fabric)"), "{text}");
-    assert!(!text.contains("r2:"), "{text}");
-    assert!(text.contains("2 requests, 1 decisions changed"), "{text}");
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("XX r1: allow -> deny (+xx.fabric)"), "{shown}");
+    assert!(!shown.contains("r2:"), "{shown}");
+    assert!(shown.contains("2 requests, 1 decisions changed"), "{shown}");
 
     std::fs::write(
         d.join("bad.jsonl"),
