@@ -199,6 +199,9 @@ impl Tally {
     }
 }
 
+/// How long a caller waits after a failed call before the next one.
+const ERROR_PAUSE: Duration = Duration::from_millis(5);
+
 /// What one call came back with: decisions and item errors, or the call's error code.
 type CallResult = Result<(u64, Vec<i32>), tonic::Code>;
 
@@ -214,28 +217,33 @@ impl Caller {
                 Err(_) => Err(tonic::Code::DeadlineExceeded),
             };
             let done = Instant::now();
+            if done >= self.window.until {
+                break;
+            }
+            let failed = result.is_err();
             if done < self.window.from {
                 tally.warmup_errors += match &result {
                     Ok((_, item_errors)) => item_errors.len() as u64,
                     Err(_) => 1,
                 };
-                continue;
-            }
-            if done >= self.window.until {
-                break;
-            }
-            match result {
-                Ok((decisions, item_errors)) => {
-                    tally.calls += 1;
-                    tally.decisions += decisions;
-                    for code in item_errors {
-                        let name = format!("{:?}({code})", tonic::Code::from_i32(code));
-                        *tally.item_errors.entry(name).or_default() += 1;
+            } else {
+                match result {
+                    Ok((decisions, item_errors)) => {
+                        tally.calls += 1;
+                        tally.decisions += decisions;
+                        for code in item_errors {
+                            let name = format!("{:?}({code})", tonic::Code::from_i32(code));
+                            *tally.item_errors.entry(name).or_default() += 1;
+                        }
+                        let micros = done.duration_since(started).as_micros().min(u128::from(u64::MAX)) as u64;
+                        tally.latency.saturating_record(micros.max(1));
                     }
-                    let micros = done.duration_since(started).as_micros().min(u128::from(u64::MAX)) as u64;
-                    tally.latency.saturating_record(micros.max(1));
+                    Err(code) => *tally.errors.entry(format!("{code:?}")).or_default() += 1,
                 }
-                Err(code) => *tally.errors.entry(format!("{code:?}")).or_default() += 1,
+            }
+            if failed {
+                // A dead or refusing server answers at once: pause so the loop does not spin.
+                tokio::time::sleep(ERROR_PAUSE).await;
             }
         }
         tally

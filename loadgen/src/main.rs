@@ -16,6 +16,7 @@ mod reference;
 mod report;
 
 use std::net::IpAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -82,9 +83,19 @@ struct Args {
     json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
-    check_loopback(&args.target)?;
+    match check_loopback(&args.target).and_then(|()| start(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the context chain with colons, without a backtrace.
+            eprintln!("silkgate-loadgen: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: Args) -> anyhow::Result<()> {
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads as usize)
         .thread_name(cpu::CLIENT_THREADS)

@@ -211,7 +211,7 @@ fn run_json(name: &str, url: &str, server: &str, load: &Load, h: &Header, o: &Ou
         "errors": o.errors,
         "item_errors": o.item_errors,
         "warmup_errors": o.warmup_errors,
-        "server_cpu_of": server,
+        "server_cpu_of": o.server_cpu.is_some().then_some(server),
         "server_cpu": usage(&o.server_cpu),
         "client_cpu": usage(&o.client_cpu),
         "host_cpu": usage(&o.host_cpu),

@@ -29,6 +29,7 @@ pub mod schema;
 pub mod server;
 pub mod service;
 pub mod time;
+pub mod tls;
 pub mod wire;
 
 /// The generated protobuf messages and client of the `silkgate.v1` API.

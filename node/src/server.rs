@@ -18,19 +18,28 @@ use crate::log_service::DecisionLogService;
 use crate::proto::decision_log_server::DecisionLogServer;
 use crate::proto::server::compliance_server::ComplianceServer;
 use crate::service::{ComplianceService, NodeState};
+use crate::tls::{Authz, Group, TlsState};
 
 /// Largest request message accepted by default, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     pub max_request_bytes: usize,
     pub limits: LimitConfig,
+    /// Serve TLS (and mTLS when the state has a client CA).
+    pub tls: Option<Arc<TlsState>>,
+    pub authz: Authz,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_request_bytes: MAX_MESSAGE_BYTES, limits: LimitConfig::default() }
+        Options {
+            max_request_bytes: MAX_MESSAGE_BYTES,
+            limits: LimitConfig::default(),
+            tls: None,
+            authz: Authz::default(),
+        }
     }
 }
 
@@ -87,21 +96,65 @@ pub async fn run_with(
             .register_encoded_file_descriptor_set(crate::proto::DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1().ok();
-    let reflection_v1alpha = reflection().build_v1alpha().ok();
+    let authz = Arc::new(options.authz.clone());
+    let gate = |group: Group| {
+        let authz = authz.clone();
+        move |req: tonic::Request<()>| authz.check(req.peer_certs(), group).map(|()| req)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .ok()
+        .map(|s| tonic::service::interceptor::InterceptedService::new(s, gate(Group::Admin)));
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .ok()
+        .map(|s| tonic::service::interceptor::InterceptedService::new(s, gate(Group::Admin)));
 
     let limits = Arc::new(Limits::new(options.limits.clone()));
-    let log = state.log.clone().map(|l| DecisionLogServer::new(DecisionLogService::new(l)));
-    let compliance = ComplianceServer::new(ComplianceService::new(state, limits))
+    let log =
+        state.log.clone().map(|l| DecisionLogServer::with_interceptor(DecisionLogService::new(l), gate(Group::Log)));
+    let compliance = ComplianceServer::new(ComplianceService::new(state, limits, authz.clone()))
         .max_decoding_message_size(options.max_request_bytes);
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(compliance)
         .add_optional_service(log)
         .add_optional_service(reflection_v1)
-        .add_optional_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
+        .add_optional_service(reflection_v1alpha);
+    match options.tls {
+        None => router.serve_with_incoming_shutdown(incoming(listener), shutdown).await,
+        Some(tls) => router.serve_with_incoming_shutdown(tls_incoming(listener, tls), shutdown).await,
+    }
+}
+
+/// TLS connections: each accepted socket completes its handshake in its own task (so a
+/// slow or failing client holds up no one), with the configuration current at accept.
+fn tls_incoming(
+    listener: TcpListener,
+    tls: Arc<TlsState>,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(128);
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, peer)) = listener.accept().await else { continue };
+            if tx.is_closed() {
+                break;
+            }
+            let _ = sock.set_nodelay(true);
+            let acceptor = tls.acceptor();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Accepted connections with Nagle's algorithm off: small gRPC answers must not wait

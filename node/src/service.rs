@@ -18,6 +18,7 @@ use crate::proto::{self, server::compliance_server::Compliance};
 use crate::reload::ReloadStatus;
 use crate::request::Request as Deployment;
 use crate::time::Instant;
+use crate::tls::{Authz, Group};
 use crate::wire;
 
 /// Most items one EvaluateBatch may carry.
@@ -65,6 +66,7 @@ impl NodeState {
 pub struct ComplianceService {
     state: Arc<NodeState>,
     limits: Arc<Limits>,
+    authz: Arc<Authz>,
 }
 
 /// Why one evaluation failed: a gRPC code, and the field it is about.
@@ -107,8 +109,8 @@ struct Summary {
 }
 
 impl ComplianceService {
-    pub fn new(state: Arc<NodeState>, limits: Arc<Limits>) -> Self {
-        ComplianceService { state, limits }
+    pub fn new(state: Arc<NodeState>, limits: Arc<Limits>, authz: Arc<Authz>) -> Self {
+        ComplianceService { state, limits, authz }
     }
 
     /// Admission (rate limit, concurrency) and the per-call timeout around `call`.
@@ -298,6 +300,7 @@ impl Compliance for ComplianceService {
         &self,
         request: Request<wire::EvaluateRequest>,
     ) -> Result<Response<proto::EvaluateResponse>, Status> {
+        self.authz.check(request.peer_certs(), Group::Evaluation)?;
         let client = request.remote_addr().map(|a| a.ip());
         let started = std::time::Instant::now();
         let response = self
@@ -320,6 +323,7 @@ impl Compliance for ComplianceService {
         &self,
         request: Request<wire::EvaluateBatchRequest>,
     ) -> Result<Response<proto::EvaluateBatchResponse>, Status> {
+        self.authz.check(request.peer_certs(), Group::Evaluation)?;
         let client = request.remote_addr().map(|a| a.ip());
         self.limited(client, self.batch(request.into_inner().items)).await.map(Response::new)
     }

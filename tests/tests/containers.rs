@@ -205,13 +205,11 @@ impl Network {
     async fn wait_serving(&self, service: &str, limit: Duration) -> proto::NodeInfoResponse {
         let start = Instant::now();
         loop {
-            let running = self.inspect(service, "{{.State.Running}}") == "true";
-            if running {
-                if let Ok(ch) = self.channel(service).await {
-                    if let Ok(info) = ComplianceClient::new(ch).node_info(proto::NodeInfoRequest {}).await {
-                        return info.into_inner();
-                    }
-                }
+            if self.inspect(service, "{{.State.Running}}") == "true"
+                && let Ok(ch) = self.channel(service).await
+                && let Ok(info) = ComplianceClient::new(ch).node_info(proto::NodeInfoRequest {}).await
+            {
+                return info.into_inner();
             }
             if start.elapsed() > limit {
                 let logs = run("docker", &["logs", "--tail", "30", &self.container(service)], &[]);
@@ -381,7 +379,7 @@ async fn evaluate_until(
 // ---------------------------------------------------------------------------------------
 // The tests
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and the silkgate:dev image; run by .ci/run"]
 async fn every_node_signs_verifiable_decisions_for_its_jurisdiction() {
     let net = Network::up(&[]).await;
@@ -426,7 +424,7 @@ async fn every_node_signs_verifiable_decisions_for_its_jurisdiction() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and the silkgate:dev image; run by .ci/run"]
 async fn policy_edits_change_the_next_decision_without_restart() {
     let net = Network::up(&[("eu", Layout::ConfigMap)]).await;
@@ -473,7 +471,7 @@ async fn policy_edits_change_the_next_decision_without_restart() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and the silkgate:dev image; run by .ci/run"]
 async fn a_stopped_node_is_unavailable_while_the_others_serve() {
     let net = Network::up(&[]).await;
@@ -508,7 +506,7 @@ async fn a_stopped_node_is_unavailable_while_the_others_serve() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and the silkgate:dev image; run by .ci/run"]
 async fn a_restarted_node_keeps_its_key_and_extends_its_log() {
     let net = Network::up(&[]).await;
@@ -521,8 +519,10 @@ async fn a_restarted_node_keeps_its_key_and_extends_its_log() {
     let (size1, root1, _) = checkpoint(&mut log, &info).await;
     assert_eq!(size1, 5);
 
+    let started = net.inspect("sg", "{{.State.StartedAt}}");
     net.compose(&["stop", "sg"]);
     net.compose(&["start", "sg"]);
+    assert_ne!(net.inspect("sg", "{{.State.StartedAt}}"), started, "a new process");
     let info2 = net.wait_serving("sg", Duration::from_secs(30)).await;
     assert_eq!(info2.keys[0].key_id, info.keys[0].key_id, "same key after restart");
     assert_eq!(info2.keys[0].public_key, info.keys[0].public_key);
@@ -592,6 +592,7 @@ async fn kill_9_under_load_loses_no_acknowledged_decision() {
     // A checkpoint handed out under load: the log after the crash must extend it.
     let (size1, root1, _) = checkpoint(&mut log, &info).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = net.inspect("us", "{{.State.StartedAt}}");
     let id = net.container("us");
     tokio::task::spawn_blocking(move || docker(&["kill", "--signal", "KILL", &id])).await.unwrap();
     let killed_at = acked.lock().unwrap().len();
@@ -611,6 +612,7 @@ async fn kill_9_under_load_loses_no_acknowledged_decision() {
 
     // Same volumes: the node recovers its log. `start` is a no-op if Docker restarted it.
     net.compose(&["start", "us"]);
+    assert_ne!(net.inspect("us", "{{.State.StartedAt}}"), started, "a new process");
     let info2 = net.wait_serving("us", Duration::from_secs(30)).await;
     assert_eq!(info2.keys[0].key_id, info.keys[0].key_id);
     let (mut c, mut log) = net.clients("us").await;

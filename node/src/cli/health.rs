@@ -16,6 +16,39 @@ pub struct Args {
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 3000)]
     timeout_ms: u64,
+    /// CA that issued the node's certificate (PEM), for an https:// address.
+    #[arg(long, env = "SILKGATE_HEALTH_CA")]
+    ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) when the node requires mutual TLS.
+    #[arg(long, env = "SILKGATE_HEALTH_CERT", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    #[arg(long, env = "SILKGATE_HEALTH_KEY", requires = "cert")]
+    key: Option<std::path::PathBuf>,
+    /// Server name to expect in the node's certificate [default: the address's host].
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+fn endpoint(args: &Args) -> Result<tonic::transport::Endpoint, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut ep = tonic::transport::Endpoint::from_shared(args.addr.clone()).map_err(|e| format!("--addr: {e}"))?;
+    if args.addr.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &args.ca {
+            let pem = std::fs::read(ca).map_err(|e| format!("--ca: {}: {e}", ca.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let (Some(c), Some(k)) = (&args.cert, &args.key) {
+            let cert = std::fs::read(c).map_err(|e| format!("--cert: {}: {e}", c.display()))?;
+            let key = std::fs::read(k).map_err(|e| format!("--key: {}: {e}", k.display()))?;
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &args.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        ep = ep.tls_config(tls).map_err(|e| format!("tls: {e}"))?;
+    }
+    Ok(ep)
 }
 
 pub fn run(args: Args) -> u8 {
@@ -26,11 +59,7 @@ pub fn run(args: Args) -> u8 {
     let timeout = std::time::Duration::from_millis(args.timeout_ms);
     let result = rt.block_on(async {
         tokio::time::timeout(timeout, async {
-            let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())
-                .map_err(|e| format!("--addr: {e}"))?
-                .connect()
-                .await
-                .map_err(|e| format!("connect {}: {e}", args.addr))?;
+            let channel = endpoint(&args)?.connect().await.map_err(|e| format!("connect {}: {e}", args.addr))?;
             let mut c = HealthClient::new(channel);
             let r = c
                 .check(HealthCheckRequest { service: args.service.clone() })

@@ -15,6 +15,7 @@ use silkgate::limits::LimitConfig;
 use silkgate::reload::Watcher;
 use silkgate::server::Options;
 use silkgate::service::NodeState;
+use silkgate::tls::{Authz, Group, TlsFiles, TlsState};
 use silkgate::{keys, loader, server};
 
 use super::{EXIT_INVALID, fail};
@@ -78,6 +79,24 @@ pub struct Args {
     /// Time to let in-flight calls finish after SIGTERM, in seconds [default: 10].
     #[arg(long, env = "SILKGATE_GRACE_PERIOD_SECS")]
     grace_period_secs: Option<u64>,
+    /// Server certificate chain (PEM); with --tls-key, serves TLS. Reloaded on SIGHUP.
+    #[arg(long, env = "SILKGATE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "SILKGATE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA for client certificates; when set, every client must present one (mTLS).
+    #[arg(long, env = "SILKGATE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Client identities (certificate CN or SAN) allowed to call Evaluate/EvaluateBatch.
+    #[arg(long, env = "SILKGATE_TLS_ALLOW_EVALUATION", value_delimiter = ',')]
+    tls_allow_evaluation: Option<Vec<String>>,
+    /// Client identities allowed to call the DecisionLog service.
+    #[arg(long, env = "SILKGATE_TLS_ALLOW_LOG", value_delimiter = ',')]
+    tls_allow_log: Option<Vec<String>>,
+    /// Client identities allowed to call NodeInfo and reflection.
+    #[arg(long, env = "SILKGATE_TLS_ALLOW_ADMIN", value_delimiter = ',')]
+    tls_allow_admin: Option<Vec<String>>,
 }
 
 /// The config file: the same settings, all optional.
@@ -101,6 +120,12 @@ struct FileConfig {
     rate_limit: Option<f64>,
     rate_burst: Option<f64>,
     grace_period_secs: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_allow_evaluation: Option<Vec<String>>,
+    tls_allow_log: Option<Vec<String>>,
+    tls_allow_admin: Option<Vec<String>>,
 }
 
 /// Settings after precedence and validation.
@@ -174,6 +199,30 @@ fn settings(a: Args) -> Result<Settings, String> {
     {
         return Err(format!("jurisdictions: `{bad}` is not a two-letter upper-case code"));
     }
+    let tls = match (a.tls_cert.or(f.tls_cert), a.tls_key.or(f.tls_key)) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles { cert, key, client_ca: a.tls_client_ca.or(f.tls_client_ca) };
+            Some(Arc::new(TlsState::load(files).map_err(|e| e.to_string())?))
+        }
+        (Some(_), None) => return Err("tls_key: required with tls_cert".into()),
+        (None, Some(_)) => return Err("tls_cert: required with tls_key".into()),
+    };
+    let mut authz = Authz::default();
+    for (group, list, name) in [
+        (Group::Evaluation, a.tls_allow_evaluation.or(f.tls_allow_evaluation), "tls_allow_evaluation"),
+        (Group::Log, a.tls_allow_log.or(f.tls_allow_log), "tls_allow_log"),
+        (Group::Admin, a.tls_allow_admin.or(f.tls_allow_admin), "tls_allow_admin"),
+    ] {
+        if let Some(list) = list {
+            if tls.as_ref().is_none_or(|t| t.files.client_ca.is_none()) {
+                return Err(format!(
+                    "{name}: client identities need mutual TLS; set tls_cert, tls_key and tls_client_ca"
+                ));
+            }
+            authz.allow.insert(group, list);
+        }
+    }
     let node_id = a.node_id.or(f.node_id);
     if let Some(id) = &node_id
         && !silkgate::log::valid_node_id(id)
@@ -200,6 +249,8 @@ fn settings(a: Args) -> Result<Settings, String> {
                 rate_per_client: rate,
                 rate_burst: burst,
             },
+            tls,
+            authz,
         },
         grace: Duration::from_secs(a.grace_period_secs.or(f.grace_period_secs).unwrap_or(10)),
     })
@@ -301,11 +352,18 @@ async fn serve(s: Settings, state: Arc<NodeState>, started: std::time::Instant) 
             (ok, err) = (st.reloads, st.errors);
         }
     });
+    let tls = s.options.tls.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading policies");
+            tracing::info!("SIGHUP: reloading policies and certificates");
             let _ = force_tx.send(()).await;
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificates reloaded"),
+                    Err(e) => tracing::error!(error = %e, "TLS reload failed; the previous certificates stay"),
+                }
+            }
         }
     });
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();

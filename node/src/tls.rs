@@ -1,0 +1,174 @@
+//! TLS and mutual TLS: certificates that reload on SIGHUP, and allow-lists of client
+//! identities per group of RPCs.
+//!
+//! TLS is done here with tokio-rustls rather than tonic's built-in config so the
+//! certificate, key and client CA can be swapped on a running server: each new
+//! connection is accepted with the configuration current at that moment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{setting}: {path}: {reason}")]
+    File { setting: &'static str, path: PathBuf, reason: String },
+    #[error("tls: {0}")]
+    Config(String),
+}
+
+/// Where the certificates come from.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate issued by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A server TLS configuration that can be reloaded from its files.
+pub struct TlsState {
+    pub files: TlsFiles,
+    config: ArcSwap<ServerConfig>,
+}
+
+fn certs(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let fail = |reason: String| TlsError::File { setting, path: path.to_path_buf(), reason };
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("no PEM certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+fn build(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = certs("tls_cert", &files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::File {
+        setting: "tls_key",
+        path: files.key.clone(),
+        reason: e.to_string(),
+    })?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certs("tls_client_ca", ca)? {
+                roots.add(c).map_err(|e| TlsError::File {
+                    setting: "tls_client_ca",
+                    path: ca.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(format!("certificate and key do not fit together: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+impl TlsState {
+    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+        let config = build(&files)?;
+        Ok(TlsState { files, config: ArcSwap::from_pointee(config) })
+    }
+
+    /// Re-reads the files; on any error the current configuration stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let config = build(&self.files)?;
+        self.config.store(Arc::new(config));
+        Ok(())
+    }
+
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.load_full())
+    }
+}
+
+/// Groups of RPCs that allow-lists apply to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Group {
+    /// Evaluate and EvaluateBatch.
+    Evaluation,
+    /// The DecisionLog service.
+    Log,
+    /// NodeInfo and server reflection.
+    Admin,
+}
+
+impl Group {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Evaluation => "evaluation",
+            Group::Log => "log",
+            Group::Admin => "admin",
+        }
+    }
+}
+
+/// Client identities allowed per group; a group without a list admits every client
+/// that completed the handshake.
+#[derive(Clone, Debug, Default)]
+pub struct Authz {
+    pub allow: BTreeMap<Group, Vec<String>>,
+}
+
+/// The identities a client certificate names: its subject common names and its subject
+/// alternative names (DNS names, URIs, e-mail addresses, IP addresses).
+pub fn identities(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
+    let mut out: Vec<String> =
+        cert.subject().iter_common_name().filter_map(|a| a.as_str().ok()).map(String::from).collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        use x509_parser::extensions::GeneralName;
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(s) | GeneralName::URI(s) | GeneralName::RFC822Name(s) => out.push(s.to_string()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => out.push(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string()),
+                    16 => out.push(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string()),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+impl Authz {
+    /// Admits the call when the group has no allow-list or the client's certificate
+    /// names an allowed identity.
+    pub fn check(&self, peer: Option<Arc<Vec<CertificateDer<'static>>>>, group: Group) -> Result<(), Status> {
+        let Some(allowed) = self.allow.get(&group).filter(|l| !l.is_empty()) else { return Ok(()) };
+        let ids = peer.as_ref().and_then(|c| c.first()).map(|c| identities(c)).unwrap_or_default();
+        if ids.iter().any(|id| allowed.contains(id)) {
+            return Ok(());
+        }
+        let who = if ids.is_empty() {
+            "a client without a certificate".to_string()
+        } else {
+            format!("client `{}`", ids.join("`, `"))
+        };
+        Err(Status::permission_denied(format!("{who} may not call {} RPCs", group.as_str())))
+    }
+}
