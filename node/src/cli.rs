@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node: load policies and key, answer gRPC.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Validate a policy directory and list every error.
     Check(check::Args),
     /// Ask a node whether it is serving (exit 0) or not (exit 1); a container probe.
@@ -53,7 +53,7 @@ enum Command {
 
 pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(*a),
         Command::Check(a) => check::run(a),
         Command::Test(a) => test::run(a),
         Command::Health(a) => health::run(a),
