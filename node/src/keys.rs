@@ -17,6 +17,10 @@ pub enum KeyError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}` and restart")]
     Permissions { path: PathBuf, mode: u32 },
+    #[error(
+        "key file {path} is owned by root and writable by its group or readable by others (mode {mode:o}); at most 0640"
+    )]
+    RootPermissions { path: PathBuf, mode: u32 },
     #[error("key file {path} is not an Ed25519 PKCS#8 PEM private key: {reason}")]
     Format { path: PathBuf, reason: String },
 }
@@ -52,11 +56,19 @@ pub fn write_new(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
 }
 
 /// Loads the key at `path`, refusing a file readable by group or others.
+///
+/// As PostgreSQL does for its key files, a file owned by root may also be readable by
+/// its group: that is how Kubernetes mounts a Secret for a non-root process with an
+/// `fsGroup` (mode 0440, owned by root and the pod's group).
 pub fn load(path: &Path) -> Result<LoadedKey, KeyError> {
     let io = |source| KeyError::Io { path: path.to_path_buf(), source };
     let meta = fs::metadata(path).map_err(io)?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if std::os::unix::fs::MetadataExt::uid(&meta) == 0 {
+        if mode & 0o037 != 0 {
+            return Err(KeyError::RootPermissions { path: path.to_path_buf(), mode });
+        }
+    } else if mode & 0o077 != 0 {
         return Err(KeyError::Permissions { path: path.to_path_buf(), mode });
     }
     let text = fs::read_to_string(path).map_err(io)?;
@@ -93,9 +105,14 @@ mod tests {
         assert!(!again.created);
         assert_eq!(first.signer.key_id(), again.signer.key_id());
 
+        // Tests run as root here, so the key file is root-owned: group read is allowed
+        // (a Kubernetes Secret with fsGroup), anything for others is not.
+        let root_owned = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&path).unwrap()) == 0;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(load(&path).is_ok(), root_owned);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = load(&path).err().unwrap().to_string();
-        assert!(err.contains("readable by group or others (mode 640)"), "{err}");
+        assert!(err.contains("(mode 644)"), "{err}");
 
         let bad = dir.path().join("bad.key");
         fs::write(&bad, "not a key").unwrap();

@@ -2,21 +2,20 @@
 //! the log at the index it was given, and the new checkpoint is consistent with every
 //! checkpoint signed before the crash.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{connect, free_port, shipped_policy};
 use silkgate::checkpoint::Checkpoint;
 use silkgate::merkle;
-use silkgate::proto::{self, compliance_client::ComplianceClient, decision_log_client::DecisionLogClient};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use silkgate::proto::{self, decision_log_client::DecisionLogClient};
 
 fn start(data: &Path, port: u16) -> Child {
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy");
+    let policy = shipped_policy();
     Command::new(env!("CARGO_BIN_EXE_silkgate"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--jurisdictions", "CN,EU"])
         .arg("--policy-dir")
@@ -30,32 +29,8 @@ fn start(data: &Path, port: u16) -> Child {
         .unwrap()
 }
 
-async fn connect(url: &str) -> ComplianceClient<tonic::transport::Channel> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut c) = ComplianceClient::connect(url.to_string()).await
-            && c.node_info(proto::NodeInfoRequest {}).await.is_ok()
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "node did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn request(i: u64) -> proto::EvaluateRequest {
-    proto::EvaluateRequest {
-        jurisdiction: if i.is_multiple_of(2) { "CN".into() } else { "EU".into() },
-        request: Some(proto::DeploymentRequest {
-            request_id: format!("crash-{i}"),
-            deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
-            protocol: Some(proto::Protocol { name: "hyperledger-fabric".into(), ..Default::default() }),
-            permission_model: proto::PermissionModel::Permissioned as i32,
-            node_regions: vec!["CN".into()],
-            ..Default::default()
-        }),
-        explain: false,
-    }
+    common::request(if i.is_multiple_of(2) { "CN" } else { "EU" }, &format!("crash-{i}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

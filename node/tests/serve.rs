@@ -1,27 +1,16 @@
 //! `silkgate serve` as a process: configuration errors, live reload, health,
 //! reflection, metrics, limits and graceful shutdown.
 
+mod common;
+
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Node, POLICY, bin, free_port};
 
 use silkgate::proto::{self, compliance_client::ComplianceClient};
 use tonic::Code;
-
-const POLICY: &str = r#"[policy]
-id = "xx"
-jurisdiction = "XX"
-name = "XX"
-version = "1"
-default = "allow"
-
-[[rule]]
-id = "xx.mining"
-effect = "deny"
-when = 'deployment_kind == "mining"'
-message = "no mining"
-citation = "XX Act s. 1"
-"#;
 
 const EXTRA_RULE: &str = r#"
 [[rule]]
@@ -32,58 +21,18 @@ message = "no fabric"
 citation = "XX Act s. 2"
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Node {
-    child: Child,
-    url: String,
-    port: u16,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_silkgate"))
-}
-
 fn start(dir: &Path, extra: &[&str]) -> Node {
-    let port = free_port();
     let interval: &[&str] =
         if extra.contains(&"--reload-interval-ms") { &[] } else { &["--reload-interval-ms", "100"] };
-    let child = bin()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(interval)
-        .arg("--policy-dir")
-        .arg(dir.join("policy"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(extra)
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Node { child, url: format!("http://127.0.0.1:{port}"), port }
+    let (policy, data) = (dir.join("policy"), dir.join("data"));
+    let mut args: Vec<&OsStr> =
+        vec![OsStr::new("--policy-dir"), policy.as_os_str(), OsStr::new("--data-dir"), data.as_os_str()];
+    args.extend(interval.iter().chain(extra).map(OsStr::new));
+    Node::start(&args)
 }
 
 async fn client(node: &Node) -> ComplianceClient<tonic::transport::Channel> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut c) = ComplianceClient::connect(node.url.clone()).await
-            && c.node_info(proto::NodeInfoRequest {}).await.is_ok()
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "node did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node.client().await
 }
 
 fn setup() -> tempfile::TempDir {
@@ -94,17 +43,7 @@ fn setup() -> tempfile::TempDir {
 }
 
 fn request(id: &str) -> proto::EvaluateRequest {
-    proto::EvaluateRequest {
-        jurisdiction: "XX".into(),
-        request: Some(proto::DeploymentRequest {
-            request_id: id.into(),
-            deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
-            protocol: Some(proto::Protocol { name: "hyperledger-fabric".into(), ..Default::default() }),
-            permission_model: proto::PermissionModel::Permissioned as i32,
-            ..Default::default()
-        }),
-        explain: false,
-    }
+    common::request("XX", id)
 }
 
 async fn verdict(c: &mut ComplianceClient<tonic::transport::Channel>) -> (i32, Vec<u8>) {
@@ -229,8 +168,7 @@ async fn configmap_symlink_swaps_and_sighup_reload() {
     // Polling is slowed to a minute here, so only SIGHUP can make the change visible.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(verdict(&mut c).await.0, proto::Verdict::Allow as i32);
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    node.signal("-HUP");
     assert!(
         wait_for(|| {
             let mut c = c.clone();
@@ -334,8 +272,7 @@ async fn sigterm_drains_and_exits_cleanly() {
     let mut c = client(&node).await;
     verdict(&mut c).await;
     drop(c);
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    node.signal("-TERM");
     let started = Instant::now();
     let status = loop {
         if let Some(s) = node.child.try_wait().unwrap() {

@@ -97,7 +97,9 @@ fn ensure_image() {
         if !present {
             eprintln!("image {} is missing: running deploy/build-image.sh", image());
             let script = repo_root().join("deploy/build-image.sh");
-            run("bash", &[script.to_str().unwrap(), &image()], &[]);
+            // Inherited output: the build takes minutes, and its progress should show.
+            let status = Command::new("bash").arg(&script).arg(image()).status();
+            assert!(status.as_ref().is_ok_and(|s| s.success()), "deploy/build-image.sh failed: {status:?}");
         }
     });
 }

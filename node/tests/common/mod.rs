@@ -1,0 +1,108 @@
+//! Helpers shared by the tests that run the `silkgate` binary as a process.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use silkgate::proto::{self, compliance_client::ComplianceClient};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_silkgate"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn shipped_policy() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy")
+}
+
+/// A node process, killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// Starts `silkgate serve` on a free port with `args` after the listen address.
+    pub fn start(args: &[&std::ffi::OsStr]) -> Node {
+        Self::start_on(free_port(), args)
+    }
+
+    pub fn start_on(port: u16, args: &[&std::ffi::OsStr]) -> Node {
+        let child = bin()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .env("RUST_LOG", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Node { child, url: format!("http://127.0.0.1:{port}"), port }
+    }
+
+    /// A client, once the node answers NodeInfo.
+    pub async fn client(&self) -> ComplianceClient<tonic::transport::Channel> {
+        connect(&self.url).await
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+}
+
+pub async fn connect(url: &str) -> ComplianceClient<tonic::transport::Channel> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut c) = ComplianceClient::connect(url.to_string()).await
+            && c.node_info(proto::NodeInfoRequest {}).await.is_ok()
+        {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "node at {url} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A request every shipped policy of CN and EU, and the test policy XX, allows.
+pub fn request(jurisdiction: &str, id: &str) -> proto::EvaluateRequest {
+    proto::EvaluateRequest {
+        jurisdiction: jurisdiction.into(),
+        request: Some(proto::DeploymentRequest {
+            request_id: id.into(),
+            deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
+            protocol: Some(proto::Protocol { name: "hyperledger-fabric".into(), ..Default::default() }),
+            permission_model: proto::PermissionModel::Permissioned as i32,
+            node_regions: vec!["CN".into()],
+            ..Default::default()
+        }),
+        explain: false,
+    }
+}
+
+/// The small policy the process tests use.
+pub const POLICY: &str = r#"[policy]
+id = "xx"
+jurisdiction = "XX"
+name = "XX"
+version = "1"
+default = "allow"
+
+[[rule]]
+id = "xx.mining"
+effect = "deny"
+when = 'deployment_kind == "mining"'
+message = "no mining"
+citation = "XX Act s. 1"
+"#;
