@@ -96,6 +96,8 @@ pub struct Decided {
     pub response: proto::EvaluateResponse,
     entry: Entry,
     summary: Summary,
+    /// When evaluation of this request began, for the latency in the decision event.
+    started: std::time::Instant,
 }
 
 /// What the per-decision log event says.
@@ -133,6 +135,7 @@ impl ComplianceService {
     /// Evaluates and signs one request. Never panics on any input; fails closed. The
     /// answer must not leave the node before [`ComplianceService::commit`] logged it.
     pub fn decide(&self, item: wire::EvaluateRequest, now: Instant) -> Result<Decided, Failure> {
+        let started = std::time::Instant::now();
         let wire::EvaluateRequest { jurisdiction, request, explain } = item;
         if jurisdiction.is_empty() {
             return Err(Failure::new(Code::InvalidArgument, "jurisdiction", "required"));
@@ -202,7 +205,7 @@ impl ComplianceService {
             })
             .collect();
         let response = proto::EvaluateResponse { decision: Some(signed), log_index: 0, explanation };
-        Ok(Decided { response, entry, summary })
+        Ok(Decided { response, entry, summary, started })
     }
 
     /// Appends decided answers to the log as one group, fills in their log indexes and
@@ -234,6 +237,7 @@ impl ComplianceService {
                 rules = %s.rules,
                 policy.digest = %s.digest,
                 log.index = d.response.log_index,
+                latency_us = d.started.elapsed().as_micros() as u64,
                 "decision"
             );
         }
