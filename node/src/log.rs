@@ -6,9 +6,10 @@
 //! - `entries`: records `len (u32 big-endian) || data || SHA-256(0x00 || data)`, where
 //!   `data` is the exact `SignedDecision` protobuf returned to the client and the trailing
 //!   32 bytes are the RFC 6962 leaf hash, so every record checks itself;
-//! - `checkpoint`: the latest signed checkpoint note, rewritten after every group commit;
+//! - `checkpoint`: the latest signed checkpoint note, rewritten at most once a second,
+//!   when idle, and at shutdown (a checkpoint is signed in memory after every commit);
 //! - `checkpoints`: a history of signed checkpoints, records `len (u32 BE) || note`,
-//!   appended at most once a second and at shutdown;
+//!   appended with each rewrite of `checkpoint`;
 //! - `sealed/N/`: earlier logs, sealed with `silkgate log seal`, each with its own origin.
 //!
 //! [`store`] opens and recovers the files; [`writer`] runs group commit on its own thread.

@@ -328,13 +328,20 @@ fn too_many(n: usize) -> String {
 }
 
 fn text(field: &str, s: String) -> Result<String, RequestError> {
+    text_check(&s).map_err(|reason| RequestError::new(field, reason))?;
+    Ok(s)
+}
+
+/// Why a string is refused; the field path is only formatted when there is an error,
+/// so valid requests pay nothing for it.
+fn text_check(s: &str) -> Result<(), String> {
     if s.len() > MAX_STRING {
-        return Err(RequestError::new(field, format!("longer than {MAX_STRING} bytes")));
+        return Err(format!("longer than {MAX_STRING} bytes"));
     }
     if s.chars().any(char::is_control) {
-        return Err(RequestError::new(field, "contains control characters"));
+        return Err("contains control characters".into());
     }
-    Ok(s)
+    Ok(())
 }
 
 fn texts(field: &str, list: Vec<String>) -> Result<Vec<String>, RequestError> {
@@ -344,20 +351,22 @@ fn texts(field: &str, list: Vec<String>) -> Result<Vec<String>, RequestError> {
     list.into_iter()
         .enumerate()
         .map(|(i, s)| {
-            if s.is_empty() {
-                return Err(RequestError::new(format!("{field}[{i}]"), "empty"));
-            }
-            text(&format!("{field}[{i}]"), s)
+            let check = if s.is_empty() { Err("empty".to_string()) } else { text_check(&s) };
+            check.map(|()| s).map_err(|reason| RequestError::new(format!("{field}[{i}]"), reason))
         })
         .collect()
 }
 
 /// An ISO 3166-1 alpha-2 code (or "EU"): two ASCII letters, upper-cased here.
 fn region(field: &str, s: String) -> Result<String, RequestError> {
+    region_of(s).map_err(|reason| RequestError::new(field, reason))
+}
+
+fn region_of(s: String) -> Result<String, String> {
     if s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(s.to_ascii_uppercase())
     } else {
-        Err(RequestError::new(field, format!("`{}` is not a two-letter ISO 3166-1 code", s.escape_debug())))
+        Err(format!("`{}` is not a two-letter ISO 3166-1 code", s.escape_debug()))
     }
 }
 
@@ -365,7 +374,10 @@ fn regions(field: &str, list: Vec<String>) -> Result<Vec<String>, RequestError> 
     if list.len() > MAX_LIST {
         return Err(RequestError::new(field, too_many(list.len())));
     }
-    list.into_iter().enumerate().map(|(i, s)| region(&format!("{field}[{i}]"), s)).collect()
+    list.into_iter()
+        .enumerate()
+        .map(|(i, s)| region_of(s).map_err(|reason| RequestError::new(format!("{field}[{i}]"), reason)))
+        .collect()
 }
 
 /// An optional enum: zero (unspecified) is allowed, unknown numbers are not.

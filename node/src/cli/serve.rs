@@ -256,11 +256,17 @@ fn settings(a: Args) -> Result<Settings, String> {
     })
 }
 
-fn init_logging(format: &str) {
+/// Logs go to stderr through a writer thread: the per-decision event then costs its
+/// formatting only, not a write system call on the request path. The writer is not
+/// lossy: when it falls behind, callers wait rather than drop lines.
+fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = if format == "json" { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+    guard
 }
 
 pub fn run(args: Args) -> u8 {
@@ -272,7 +278,8 @@ pub fn run(args: Args) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    init_logging(&s.log_format);
+    // Flushes buffered log lines when `run` returns.
+    let _log_guard = init_logging(&s.log_format);
     // Everything is loaded and checked before a port is bound.
     let policies = match loader::load_dir(&s.policy_dir, s.jurisdictions.as_deref()) {
         Ok(p) => p,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -46,9 +47,32 @@ pub struct Index {
     /// Byte offset of each record in `entries`.
     pub offsets: Vec<u64>,
     /// Decision id (UUID as u128) to log index.
-    pub ids: HashMap<u128, u64>,
+    pub ids: HashMap<u128, u64, BuildHasherDefault<IdHasher>>,
     /// The latest signed checkpoint (note text and parsed form).
     pub checkpoint: Option<(String, Checkpoint)>,
+}
+
+/// Hashes decision ids: UUIDv7s end in 62 random bits, so folding the two halves is a
+/// good hash already, and much cheaper than SipHash on the commit path.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
 }
 
 /// An open, recovered log directory.
@@ -199,8 +223,12 @@ impl Store {
             file.sync_all().map_err(io(&path))?;
             tracing::warn!(log.path = %path.display(), bytes = truncated, reason = %stop.reason, "truncated a torn tail");
         }
-        let mut index =
-            Index { tree: Tree::new(), offsets: Vec::with_capacity(records.len()), ids: HashMap::new(), checkpoint };
+        let mut index = Index {
+            tree: Tree::new(),
+            offsets: Vec::with_capacity(records.len()),
+            ids: HashMap::default(),
+            checkpoint,
+        };
         for r in records {
             let i = index.tree.push(r.hash);
             index.offsets.push(r.offset);

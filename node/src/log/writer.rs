@@ -21,8 +21,8 @@ use crate::merkle::Hash;
 
 /// Most entries one group commit takes.
 const MAX_GROUP: usize = 4096;
-/// How often the checkpoint history grows, at most.
-const HISTORY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the `checkpoint` file is rewritten and the history grows, at most.
+const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One entry to append: the data and, for decisions, the decision id.
 pub struct Entry {
@@ -90,7 +90,7 @@ impl LogHandle {
         let needs = index.checkpoint.as_ref().is_none_or(|(_, c)| c.size < index.tree.len());
         if needs {
             let (note, cp) = sign_checkpoint(&origin, &index, &signer);
-            persist(&dir, &note, &mut history).map_err(|source| LogError::Io { path: dir.clone(), source })?;
+            persist_now(&dir, &note, &mut history).map_err(|source| LogError::Io { path: dir.clone(), source })?;
             index.checkpoint = Some((note, cp));
         }
         let shared = Arc::new(Shared {
@@ -216,7 +216,7 @@ fn sign_checkpoint(origin: &str, index: &Index, signer: &Signer) -> (String, Che
     (cp.sign(signer.signing_key()), cp)
 }
 
-fn persist(dir: &std::path::Path, note: &str, history: &mut File) -> std::io::Result<()> {
+fn persist_now(dir: &std::path::Path, note: &str, history: &mut File) -> std::io::Result<()> {
     replace_file(&dir.join("checkpoint"), note.as_bytes())?;
     append_history(history, note)
 }
@@ -227,23 +227,102 @@ fn append_history(history: &mut File, note: &str) -> std::io::Result<()> {
     history.write_all(&rec)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    mut rx: mpsc::Receiver<Job>,
-    mut file: File,
-    mut end: u64,
+/// The writer thread's state.
+struct Writer {
+    rx: mpsc::Receiver<Job>,
+    file: File,
+    /// Length of the entries file.
+    end: u64,
     shared: Arc<Shared>,
     signer: Arc<Signer>,
     dir: std::path::PathBuf,
-    mut history: File,
+    history: File,
+    buf: Vec<u8>,
+    /// Size of the checkpoint last written to the `checkpoint` file and the history.
+    persisted: Option<u64>,
+    last_persist: Instant,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    rx: mpsc::Receiver<Job>,
+    file: File,
+    end: u64,
+    shared: Arc<Shared>,
+    signer: Arc<Signer>,
+    dir: std::path::PathBuf,
+    history: File,
 ) {
-    let mut last_history = Instant::now();
-    let mut buf = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
+    let persisted = read_lock(&shared).checkpoint.as_ref().map(|c| c.1.size);
+    let w = Writer {
+        rx,
+        file,
+        end,
+        shared,
+        signer,
+        dir,
+        history,
+        buf: Vec::new(),
+        persisted,
+        last_persist: Instant::now(),
+    };
+    // A runtime of its own only for the idle timer: every call it makes blocks this
+    // dedicated thread, never a request thread.
+    match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt.block_on(w.run()),
+        Err(e) => {
+            tracing::error!(error = %e, "decision log writer could not start; refusing decisions");
+            w.shared.poisoned.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Writer {
+    async fn run(mut self) {
+        loop {
+            match tokio::time::timeout(PERSIST_INTERVAL, self.rx.recv()).await {
+                Ok(Some(first)) => {
+                    if !self.commit(first) {
+                        return;
+                    }
+                    if self.last_persist.elapsed() >= PERSIST_INTERVAL {
+                        self.persist();
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => self.persist(),
+            }
+        }
+        self.persist();
+        let _ = self.history.sync_all();
+    }
+
+    /// Writes the latest checkpoint to the `checkpoint` file and the history, when it
+    /// changed. Done at most once a second (and when idle, and at shutdown), not per
+    /// group commit: rewriting a file per commit cost more than the commit's fsync.
+    fn persist(&mut self) {
+        self.last_persist = Instant::now();
+        let Some((note, cp)) = read_lock(&self.shared).checkpoint.clone() else { return };
+        if self.persisted == Some(cp.size) {
+            return;
+        }
+        if let Err(e) = replace_file(&self.dir.join("checkpoint"), note.as_bytes()) {
+            tracing::warn!(error = %e, "could not rewrite the latest checkpoint file");
+            return;
+        }
+        if let Err(e) = append_history(&mut self.history, &note) {
+            tracing::warn!(error = %e, "could not append to the checkpoint history");
+        }
+        self.persisted = Some(cp.size);
+    }
+
+    /// One group commit: every waiting job, one write, one sync, one checkpoint. Returns
+    /// false when the log can take no more entries.
+    fn commit(&mut self, first: Job) -> bool {
         let mut jobs = vec![first];
         let mut n = jobs[0].entries.len();
         while n < MAX_GROUP {
-            match rx.try_recv() {
+            match self.rx.try_recv() {
                 Ok(j) => {
                     n += j.entries.len();
                     jobs.push(j);
@@ -251,42 +330,43 @@ fn run(
                 Err(_) => break,
             }
         }
-        buf.clear();
+        self.buf.clear();
         let mut hashes = Vec::with_capacity(n);
         for j in &jobs {
             for e in &j.entries {
-                hashes.push(encode_record(&e.data, &mut buf));
+                hashes.push(encode_record(&e.data, &mut self.buf));
             }
         }
-        let base = end;
+        let base = self.end;
         let started = Instant::now();
-        let written = file.write_all(&buf).and_then(|()| file.sync_data());
+        let written = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             // The file's state is unknown now: stop accepting entries; recovery on the
             // next start truncates whatever was half written.
             tracing::error!(error = %e, "decision log write failed; refusing further decisions");
-            shared.poisoned.store(true, Ordering::Release);
+            self.shared.poisoned.store(true, Ordering::Release);
             for j in jobs {
                 let _ = j.reply.send(Err(LogError::Poisoned));
             }
-            rx.close();
-            while let Ok(j) = rx.try_recv() {
+            self.rx.close();
+            while let Ok(j) = self.rx.try_recv() {
                 let _ = j.reply.send(Err(LogError::Poisoned));
             }
-            return;
+            return false;
         }
-        end += buf.len() as u64;
-        let stats = &shared.stats;
+        self.end += self.buf.len() as u64;
+        let stats = &self.shared.stats;
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         stats.sync_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         stats.entries.fetch_add(n as u64, Ordering::Relaxed);
-        stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        stats.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
 
         let mut firsts = Vec::with_capacity(jobs.len());
-        let note = {
-            let mut idx = shared.index.write().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut idx = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
             let mut offset = base;
             let mut h = hashes.into_iter();
+            idx.ids.reserve(n);
             for j in &jobs {
                 firsts.push(idx.tree.len());
                 for e in &j.entries {
@@ -298,26 +378,14 @@ fn run(
                     }
                 }
             }
-            let (note, cp) = sign_checkpoint(&shared.origin, &idx, &signer);
-            idx.checkpoint = Some((note.clone(), cp));
-            note
-        };
+            // Signed before anyone hears of the new entries, so a proof asked for right
+            // after the answer finds a checkpoint that covers them.
+            let (note, cp) = sign_checkpoint(&self.shared.origin, &idx, &self.signer);
+            idx.checkpoint = Some((note, cp));
+        }
         for (j, first) in jobs.into_iter().zip(firsts) {
             let _ = j.reply.send(Ok(first));
         }
-        if let Err(e) = replace_file(&dir.join("checkpoint"), note.as_bytes()) {
-            tracing::warn!(error = %e, "could not rewrite the latest checkpoint file");
-        }
-        if last_history.elapsed() >= HISTORY_INTERVAL {
-            last_history = Instant::now();
-            if let Err(e) = append_history(&mut history, &note) {
-                tracing::warn!(error = %e, "could not append to the checkpoint history");
-            }
-        }
-    }
-    let idx = read_lock(&shared);
-    if let Some((note, _)) = &idx.checkpoint {
-        let _ = append_history(&mut history, note);
-        let _ = history.sync_all();
+        true
     }
 }
