@@ -47,6 +47,7 @@ pub struct Stats {
 struct Shared {
     index: RwLock<Index>,
     reader: File,
+    signer: Arc<Signer>,
     origin: String,
     poisoned: AtomicBool,
     stats: Stats,
@@ -96,6 +97,7 @@ impl LogHandle {
         let shared = Arc::new(Shared {
             index: RwLock::new(index),
             reader,
+            signer: signer.clone(),
             origin,
             poisoned: AtomicBool::new(false),
             stats: Stats::default(),
@@ -105,7 +107,7 @@ impl LogHandle {
         std::thread::Builder::new()
             .name("silkgate-log".into())
             .spawn(move || {
-                run(rx, file, end, s, signer, dir, history);
+                run(rx, file, end, s, dir, history);
                 drop(lock);
             })
             .map_err(|source| LogError::Io { path: history_path, source })?;
@@ -145,9 +147,7 @@ impl LogHandle {
 
     /// The latest signed checkpoint.
     pub fn checkpoint(&self) -> (String, Checkpoint) {
-        let idx = read_lock(&self.shared);
-        // `start` always signs one before the handle exists.
-        idx.checkpoint.clone().expect("a checkpoint is signed at start")
+        latest(&self.shared)
     }
 
     pub fn index_of(&self, decision_id: &str) -> Option<u64> {
@@ -158,6 +158,9 @@ impl LogHandle {
     /// An inclusion proof of entry `index` in the tree of `size` entries (0: the latest
     /// checkpoint), with the entry data and, for size 0, that checkpoint.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<Inclusion, LogError> {
+        if size == 0 {
+            latest(&self.shared);
+        }
         let idx = read_lock(&self.shared);
         let (size, cp) = match size {
             0 => {
@@ -180,6 +183,9 @@ impl LogHandle {
 
     /// A consistency proof from `size1` to `size2` (0: the latest checkpoint).
     pub fn consistency(&self, size1: u64, size2: u64) -> Result<(u64, Vec<Hash>), LogError> {
+        if size2 == 0 {
+            latest(&self.shared);
+        }
         let idx = read_lock(&self.shared);
         let size2 = if size2 == 0 { idx.checkpoint.as_ref().map_or(0, |c| c.1.size) } else { size2 };
         if size1 > size2 || size2 > idx.tree.len() {
@@ -204,6 +210,28 @@ impl LogHandle {
             })
             .collect()
     }
+}
+
+/// The checkpoint over every durable entry, signed now if the latest signed one is older.
+///
+/// Checkpoints are signed when someone needs one (a checkpoint or proof request, the
+/// once-a-second file rewrite), not per group commit: a signature per commit cost more
+/// than the commit's own work. Whatever it covers is on disk: the tree holds only
+/// synced entries.
+fn latest(shared: &Shared) -> (String, Checkpoint) {
+    {
+        let idx = read_lock(shared);
+        if let Some(cp) = idx.checkpoint.as_ref().filter(|c| c.1.size == idx.tree.len()) {
+            return cp.clone();
+        }
+    }
+    let mut idx = shared.index.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(cp) = idx.checkpoint.as_ref().filter(|c| c.1.size == idx.tree.len()) {
+        return cp.clone();
+    }
+    let signed = sign_checkpoint(&shared.origin, &idx, &shared.signer);
+    idx.checkpoint = Some(signed.clone());
+    signed
 }
 
 fn sign_checkpoint(origin: &str, index: &Index, signer: &Signer) -> (String, Checkpoint) {
@@ -234,7 +262,6 @@ struct Writer {
     /// Length of the entries file.
     end: u64,
     shared: Arc<Shared>,
-    signer: Arc<Signer>,
     dir: std::path::PathBuf,
     history: File,
     buf: Vec<u8>,
@@ -243,29 +270,9 @@ struct Writer {
     last_persist: Instant,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    rx: mpsc::Receiver<Job>,
-    file: File,
-    end: u64,
-    shared: Arc<Shared>,
-    signer: Arc<Signer>,
-    dir: std::path::PathBuf,
-    history: File,
-) {
+fn run(rx: mpsc::Receiver<Job>, file: File, end: u64, shared: Arc<Shared>, dir: std::path::PathBuf, history: File) {
     let persisted = read_lock(&shared).checkpoint.as_ref().map(|c| c.1.size);
-    let w = Writer {
-        rx,
-        file,
-        end,
-        shared,
-        signer,
-        dir,
-        history,
-        buf: Vec::new(),
-        persisted,
-        last_persist: Instant::now(),
-    };
+    let w = Writer { rx, file, end, shared, dir, history, buf: Vec::new(), persisted, last_persist: Instant::now() };
     // A runtime of its own only for the idle timer: every call it makes blocks this
     // dedicated thread, never a request thread.
     match tokio::runtime::Builder::new_current_thread().enable_time().build() {
@@ -302,7 +309,7 @@ impl Writer {
     /// group commit: rewriting a file per commit cost more than the commit's fsync.
     fn persist(&mut self) {
         self.last_persist = Instant::now();
-        let Some((note, cp)) = read_lock(&self.shared).checkpoint.clone() else { return };
+        let (note, cp) = latest(&self.shared);
         if self.persisted == Some(cp.size) {
             return;
         }
@@ -378,10 +385,6 @@ impl Writer {
                     }
                 }
             }
-            // Signed before anyone hears of the new entries, so a proof asked for right
-            // after the answer finds a checkpoint that covers them.
-            let (note, cp) = sign_checkpoint(&self.shared.origin, &idx, &self.signer);
-            idx.checkpoint = Some((note, cp));
         }
         for (j, first) in jobs.into_iter().zip(firsts) {
             let _ = j.reply.send(Ok(first));
