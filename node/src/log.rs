@@ -5,7 +5,8 @@
 //! - `origin`: the log's origin line (text), fixed when the log is created;
 //! - `entries`: records `len (u32 big-endian) || data || SHA-256(0x00 || data)`, where
 //!   `data` is the exact `SignedDecision` protobuf returned to the client and the trailing
-//!   32 bytes are the RFC 6962 leaf hash, so every record checks itself;
+//!   32 bytes are the RFC 6962 leaf hash, so every record checks itself; then zeros: the
+//!   file is preallocated in zero-filled steps so a commit's `fdatasync` flushes only data;
 //! - `checkpoint`: the latest signed checkpoint note, rewritten at most once a second,
 //!   when idle, and at shutdown (a checkpoint is signed in memory after every commit);
 //! - `checkpoints`: a history of signed checkpoints, records `len (u32 BE) || note`,

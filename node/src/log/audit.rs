@@ -43,8 +43,9 @@ pub fn audit(dir: &Path, key: &VerifyingKey, mut progress: impl FnMut(u64, u64))
     let origin = String::from_utf8_lossy(&read(&origin_path)?).trim().to_string();
     let entries_path = dir.join("entries");
     let bytes = read(&entries_path)?;
-    let (records, stop) = scan(&bytes);
-    if let Some(stop) = stop {
+    let scanned = scan(&bytes);
+    let records = scanned.records;
+    if let Some(stop) = scanned.stop {
         return Err(AuditError::Entry {
             path: entries_path,
             index: records.len() as u64,

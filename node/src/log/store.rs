@@ -114,32 +114,48 @@ pub struct Stop {
     pub reason: String,
 }
 
-/// Reads every intact record from `bytes`, stopping at the first that is incomplete or
-/// whose stored leaf hash does not match its data.
-pub fn scan(bytes: &[u8]) -> (Vec<Record>, Option<Stop>) {
+/// What a scan of the entries file found.
+pub struct Scanned {
+    pub records: Vec<Record>,
+    /// Where the records end: the start of the zero-filled preallocated tail, of the
+    /// first bad record, or the end of the file.
+    pub end: u64,
+    /// Why the scan stopped before the zero tail or the end of the file, if it did.
+    pub stop: Option<Stop>,
+}
+
+/// Reads every intact record from `bytes`, stopping at the zero-filled tail (space the
+/// writer preallocated), or at the first record that is incomplete or whose stored leaf
+/// hash does not match its data.
+pub fn scan(bytes: &[u8]) -> Scanned {
     let mut records = Vec::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
+        if bytes[pos..].iter().all(|&b| b == 0) {
+            break;
+        }
         let stop = |reason: String| Some(Stop { offset: pos as u64, reason });
         if bytes.len() - pos < 4 {
-            return (records, stop("incomplete length prefix".into()));
+            return Scanned { records, end: pos as u64, stop: stop("incomplete length prefix".into()) };
         }
         let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
-        if len > MAX_ENTRY_BYTES {
-            return (records, stop(format!("length {len} exceeds the entry limit")));
+        if len == 0 || len > MAX_ENTRY_BYTES {
+            let reason = format!("length {len} is not a valid entry length");
+            return Scanned { records, end: pos as u64, stop: stop(reason) };
         }
         if bytes.len() - pos < 4 + len + 32 {
-            return (records, stop("incomplete record".into()));
+            return Scanned { records, end: pos as u64, stop: stop("incomplete record".into()) };
         }
         let data = &bytes[pos + 4..pos + 4 + len];
         let stored: Hash = bytes[pos + 4 + len..pos + 4 + len + 32].try_into().unwrap_or([0; 32]);
         if merkle::leaf_hash(data) != stored {
-            return (records, stop("stored leaf hash does not match the entry data".into()));
+            let reason = "stored leaf hash does not match the entry data".to_string();
+            return Scanned { records, end: pos as u64, stop: stop(reason) };
         }
         records.push(Record { offset: pos as u64, data: data.to_vec(), hash: stored });
         pos += RECORD_OVERHEAD + len;
     }
-    (records, None)
+    Scanned { records, end: pos as u64, stop: None }
 }
 
 /// Encodes one record.
@@ -201,13 +217,14 @@ impl Store {
             Err(e) => return Err(io(&cp_path)(e)),
         };
         let path = dir.join("entries");
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io(&path))?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
-        let (records, stop) = scan(&bytes);
+        let Scanned { records, end: scanned_end, stop } = scan(&bytes);
         let covered = checkpoint.as_ref().map_or(0, |(_, c)| c.size);
         let mut truncated = 0;
-        let mut end = bytes.len() as u64;
+        let mut end = scanned_end;
         if let Some(stop) = stop {
             if (records.len() as u64) < covered {
                 return Err(LogError::Corrupt {
@@ -217,7 +234,7 @@ impl Store {
                     reason: format!("{} (inside the checkpointed prefix of {covered} entries)", stop.reason),
                 });
             }
-            truncated = end - stop.offset;
+            truncated = bytes.len() as u64 - stop.offset;
             end = stop.offset;
             file.set_len(end).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
@@ -274,16 +291,23 @@ mod tests {
         let mut bytes = Vec::new();
         encode_record(b"one", &mut bytes);
         encode_record(b"two", &mut bytes);
-        let (r, stop) = scan(&bytes);
-        assert_eq!(r.len(), 2);
-        assert!(stop.is_none());
-        let (r, stop) = scan(&bytes[..bytes.len() - 1]);
-        assert_eq!(r.len(), 1);
-        assert_eq!(stop.unwrap().offset, (RECORD_OVERHEAD + 3) as u64);
+        let s = scan(&bytes);
+        assert_eq!((s.records.len(), s.end), (2, bytes.len() as u64));
+        assert!(s.stop.is_none());
+        let s = scan(&bytes[..bytes.len() - 1]);
+        assert_eq!(s.records.len(), 1);
+        assert_eq!(s.stop.unwrap().offset, (RECORD_OVERHEAD + 3) as u64);
         let mut bad = bytes.clone();
         bad[5] ^= 1;
-        let (r, stop) = scan(&bad);
-        assert_eq!(r.len(), 0);
-        assert!(stop.unwrap().reason.contains("does not match"));
+        let s = scan(&bad);
+        assert_eq!(s.records.len(), 0);
+        assert!(s.stop.unwrap().reason.contains("does not match"));
+        // A zero-filled tail is preallocated space, not damage; bytes in it are.
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(&[0; 100]);
+        let s = scan(&padded);
+        assert_eq!((s.records.len(), s.end, s.stop.is_none()), (2, bytes.len() as u64, true));
+        padded[bytes.len() + 50] = 1;
+        assert!(scan(&padded).stop.is_some());
     }
 }
