@@ -257,11 +257,13 @@ fn settings(a: Args) -> Result<Settings, String> {
 }
 
 /// Logs go to stderr through a writer thread: the per-decision event then costs its
-/// formatting only, not a write system call on the request path. The writer is not
-/// lossy: when it falls behind, callers wait rather than drop lines.
+/// formatting only, not a write system call on the request path. The writer thread
+/// buffers lines and writes whenever it has drained its queue, so under load many lines
+/// share one system call, and when idle each line goes out at once. It is not lossy:
+/// when it falls behind, callers wait rather than drop lines.
 fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    let stderr = std::io::BufWriter::with_capacity(64 << 10, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(stderr);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only for a person at a terminal; they cost formatting time per event.
