@@ -20,6 +20,7 @@ pub mod limits;
 pub mod loader;
 pub mod log;
 pub mod log_service;
+pub mod logbuf;
 pub mod merkle;
 pub mod metrics;
 pub mod policy;

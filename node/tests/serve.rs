@@ -268,7 +268,22 @@ async fn limits_refuse_what_exceeds_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_cleanly() {
     let dir = setup();
-    let mut node = start(dir.path(), &["--grace-period-secs", "5"]);
+    let (policy, data) = (dir.path().join("policy"), dir.path().join("data"));
+    let port = free_port();
+    // Logs on and captured: the decision event and the shutdown lines must all reach
+    // stderr, buffered or not, by the time the process exits.
+    let child = bin()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--grace-period-secs", "5", "--log-format", "json"])
+        .arg("--policy-dir")
+        .arg(&policy)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut node = Node { child, url: format!("http://127.0.0.1:{port}"), port };
     let mut c = client(&node).await;
     verdict(&mut c).await;
     drop(c);
@@ -282,4 +297,17 @@ async fn sigterm_drains_and_exits_cleanly() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut node.child.stderr.take().unwrap(), &mut err).unwrap();
+    let decision = err.lines().find(|l| l.contains(r#""message":"decision""#)).unwrap_or_else(|| panic!("{err}"));
+    for field in [
+        r#""jurisdiction":"XX""#,
+        r#""verdict":"allow""#,
+        r#""request.id":"v""#,
+        r#""latency_us":"#,
+        r#""log.index":0"#,
+    ] {
+        assert!(decision.contains(field), "{field} missing from {decision}");
+    }
+    assert!(err.contains("shutdown signal received") && err.contains(r#""message":"stopped""#), "{err}");
 }

@@ -256,14 +256,10 @@ fn settings(a: Args) -> Result<Settings, String> {
     })
 }
 
-/// Logs go to stderr through a writer thread: the per-decision event then costs its
-/// formatting only, not a write system call on the request path. The writer thread
-/// buffers lines and writes whenever it has drained its queue, so under load many lines
-/// share one system call, and when idle each line goes out at once. It is not lossy:
-/// when it falls behind, callers wait rather than drop lines.
-fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
-    let stderr = std::io::BufWriter::with_capacity(64 << 10, std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(stderr);
+/// Logs go to stderr through [`silkgate::logbuf`]: a line costs a lock and a copy on
+/// the request path; the lines are written out every 100 ms and at shutdown.
+fn init_logging(format: &str) -> silkgate::logbuf::Guard {
+    let (writer, guard) = silkgate::logbuf::LogBuffer::start();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only for a person at a terminal; they cost formatting time per event.
