@@ -57,9 +57,11 @@ fn eval_sign_and_verify() {
     assert_eq!(allow.status.code(), Some(0), "{}", text(&allow));
     let deny = silkgate(&["eval", "-j", "XX", "deny.toml", "--sign", "k.pem", "--explain"], d);
     assert_eq!(deny.status.code(), Some(1), "{}", text(&deny));
-    let out = String::from_utf8_lossy(&deny.stdout).to_string();
-    assert!(out.contains("deny  xx.mining: no mining"), "{out}");
-    let json = &out[out.find('{').unwrap()..];
+    // With --sign, stdout is exactly the envelope and the report goes to stderr.
+    let report = String::from_utf8_lossy(&deny.stderr).to_string();
+    assert!(report.contains("deny  xx.mining: no mining"), "{report}");
+    let json = String::from_utf8_lossy(&deny.stdout).to_string();
+    serde_json::from_str::<serde_json::Value>(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
     std::fs::write(d.join("d.json"), json).unwrap();
 
     let v = silkgate(&["verify", "d.json", "--public-key", &public], d);

@@ -96,29 +96,37 @@ pub fn run(args: Args) -> u8 {
     };
     let (outcome, traces) = policy.explain(&req, day);
 
-    println!("verdict:      {}", outcome.verdict.as_str());
-    println!(
+    // With --sign, stdout carries only the DSSE JSON envelope (so it can be redirected
+    // to a file and verified); the readable report then goes to stderr.
+    let to_stderr = args.sign.is_some();
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if to_stderr { eprintln!($($t)*) } else { println!($($t)*) }
+        };
+    }
+    say!("verdict:      {}", outcome.verdict.as_str());
+    say!(
         "jurisdiction: {} (policy {} v{}, sha256 {})",
         policy.jurisdiction,
         policy.id,
         policy.version,
         hex::encode(policy.digest)
     );
-    println!("evaluated at: {day}");
+    say!("evaluated at: {day}");
     if outcome.matched.is_empty() {
-        println!("no rule matched; the policy default ({}) applies", policy.default.as_str());
+        say!("no rule matched; the policy default ({}) applies", policy.default.as_str());
     }
     for &i in &outcome.matched {
         let r = &policy.rules[i as usize];
-        println!("{:5} {}: {}", r.effect.as_str(), r.id, r.message);
-        println!(
+        say!("{:5} {}: {}", r.effect.as_str(), r.id, r.message);
+        say!(
             "      citation: {}{}",
             r.citation,
             if r.url.is_empty() { String::new() } else { format!(" <{}>", r.url) }
         );
     }
     if args.explain {
-        println!("explanation:");
+        say!("explanation:");
         for t in &traces {
             let r = &policy.rules[t.rule];
             let state = match (t.in_force, t.matched) {
@@ -126,10 +134,10 @@ pub fn run(args: Args) -> u8 {
                 (true, true) => "matched",
                 (true, false) => "no match",
             };
-            println!("  {} [{}] {state}", r.id, r.effect.as_str());
+            say!("  {} [{}] {state}", r.id, r.effect.as_str());
             if let Some((cond, actual)) = &t.failed {
-                println!("      failed: {cond}");
-                println!("      actual: {actual}");
+                say!("      failed: {cond}");
+                say!("      actual: {actual}");
             }
         }
     }
