@@ -96,6 +96,16 @@ impl Metrics {
         self.log_bytes.inc_by(bytes.saturating_sub(self.log_bytes.get()));
     }
 
+    /// Copies the reload counters in (they live in the reload status).
+    pub fn observe_reload(&self, status: &std::sync::Mutex<crate::reload::ReloadStatus>) {
+        let (ok, err) = {
+            let st = status.lock().unwrap_or_else(|e| e.into_inner());
+            (st.reloads, st.errors)
+        };
+        self.reloads.inc_by(ok.saturating_sub(self.reloads.get()));
+        self.reload_errors.inc_by(err.saturating_sub(self.reload_errors.get()));
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
@@ -142,6 +152,7 @@ pub async fn serve(
                 if let Some(log) = &state.log {
                     metrics.observe_log(log);
                 }
+                metrics.observe_reload(&state.reload);
                 ("200 OK", metrics.encode())
             } else if head.starts_with("GET /healthz ") {
                 ("200 OK", "ok\n".to_string())

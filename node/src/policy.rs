@@ -72,6 +72,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// SHA-256 over the policy file and its data files (see [`digest`]).
     pub digest: [u8; 32],
+    /// The digest in lowercase hex, made once for logs.
+    pub digest_hex: String,
     /// Path of the policy file as given to the loader.
     pub file: String,
     pub(crate) data: Vec<data::DataSet>,
@@ -224,6 +226,7 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
         default: doc.default,
         rules,
         digest,
+        digest_hex: hex::encode(digest),
         file: doc.file.clone(),
         data: sets,
     })

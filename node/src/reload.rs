@@ -90,7 +90,7 @@ impl Watcher {
                         tracing::info!(
                             jurisdiction = %j,
                             policy.version = %p.version,
-                            policy.digest = %hex::encode(p.digest),
+                            policy.digest = %p.digest_hex,
                             rules = p.rules.len(),
                             "policy reloaded"
                         );

@@ -104,10 +104,10 @@ pub struct Decided {
 struct Summary {
     decision_id: String,
     request_id: String,
-    jurisdiction: String,
+    /// The policy evaluated: its jurisdiction and digest are read from it, not copied.
+    policy: Arc<crate::policy::Policy>,
     verdict: &'static str,
     rules: String,
-    digest: String,
 }
 
 impl ComplianceService {
@@ -181,10 +181,9 @@ impl ComplianceService {
         let summary = Summary {
             decision_id: ctx.decision_id.clone(),
             request_id: req.request_id.clone(),
-            jurisdiction: policy.jurisdiction.clone(),
+            policy: policy.clone(),
             verdict: outcome.verdict.as_str(),
             rules: rules.join(","),
-            digest: hex::encode(policy.digest),
         };
         let id = uuid::Uuid::parse_str(&ctx.decision_id).ok().map(|u| u.as_u128());
         let entry = Entry { data: signed.encode_to_vec(), id };
@@ -227,15 +226,15 @@ impl ComplianceService {
         }
         for d in decided.iter() {
             let s = &d.summary;
-            let labels = DecisionLabels { jurisdiction: s.jurisdiction.clone(), verdict: s.verdict.to_string() };
+            let labels = DecisionLabels { jurisdiction: s.policy.jurisdiction.clone(), verdict: s.verdict.to_string() };
             self.state.metrics.decisions.get_or_create(&labels).inc();
             tracing::info!(
                 decision.id = %s.decision_id,
                 request.id = %s.request_id,
-                jurisdiction = %s.jurisdiction,
+                jurisdiction = %s.policy.jurisdiction,
                 verdict = s.verdict,
                 rules = %s.rules,
-                policy.digest = %s.digest,
+                policy.digest = %s.policy.digest_hex,
                 log.index = d.response.log_index,
                 latency_us = d.started.elapsed().as_micros() as u64,
                 "decision"

@@ -311,7 +311,7 @@ pub fn run(args: Args) -> u8 {
             jurisdiction = %p.jurisdiction,
             policy.id = %p.id,
             policy.version = %p.version,
-            policy.digest = %hex::encode(p.digest),
+            policy.digest = %p.digest_hex,
             rules = p.rules.len(),
             "policy loaded"
         );
@@ -345,20 +345,7 @@ async fn serve(s: Settings, state: Arc<NodeState>, started: std::time::Instant) 
         state: state.clone(),
         status: state.reload.clone(),
     };
-    let metrics = state.metrics.clone();
-    let reload_status = state.reload.clone();
     tokio::spawn(watcher.run(s.reload_interval, force_rx));
-    // Reload counters live in the reload status; mirror them into metrics.
-    tokio::spawn(async move {
-        let (mut ok, mut err) = (0, 0);
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let st = reload_status.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            metrics.reloads.inc_by(st.reloads - ok);
-            metrics.reload_errors.inc_by(st.errors - err);
-            (ok, err) = (st.reloads, st.errors);
-        }
-    });
     let tls = s.options.tls.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
