@@ -29,12 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let compliance = tonic_build::manual::Service::builder()
         .name("Compliance")
         .package("silkgate.v1")
-        .method(method("evaluate", "Evaluate", "crate::wire::EvaluateRequest", "crate::proto::EvaluateResponse"))
+        .method(method("evaluate", "Evaluate", "crate::wire::EvaluateRequest", "crate::wire::EvaluateResponse"))
         .method(method(
             "evaluate_batch",
             "EvaluateBatch",
             "crate::wire::EvaluateBatchRequest",
-            "crate::proto::EvaluateBatchResponse",
+            "crate::wire::EvaluateBatchResponse",
         ))
         .method(method("node_info", "NodeInfo", "crate::proto::NodeInfoRequest", "crate::proto::NodeInfoResponse"))
         .build();

@@ -8,7 +8,7 @@
 //!   32 bytes are the RFC 6962 leaf hash, so every record checks itself; then zeros: the
 //!   file is preallocated in zero-filled steps so a commit's `fdatasync` flushes only data;
 //! - `checkpoint`: the latest signed checkpoint note, rewritten at most once a second,
-//!   when idle, and at shutdown (a checkpoint is signed in memory after every commit);
+//!   when idle, and at shutdown (checkpoints are signed in memory when asked for);
 //! - `checkpoints`: a history of signed checkpoints, records `len (u32 BE) || note`,
 //!   appended with each rewrite of `checkpoint`;
 //! - `sealed/N/`: earlier logs, sealed with `silkgate log seal`, each with its own origin.
@@ -20,7 +20,7 @@ pub mod store;
 pub mod writer;
 
 pub use store::{LogError, Store};
-pub use writer::LogHandle;
+pub use writer::{GroupCommit, LogHandle};
 
 /// Largest entry accepted, in bytes.
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
@@ -34,11 +34,22 @@ pub fn origin(node_id: &str, epoch: u64) -> String {
     format!("silkgate/{node_id}/{epoch}")
 }
 
-/// Opens (or creates) the log in `DATA_DIR/log` and starts its writer.
+/// Opens (or creates) the log in `DATA_DIR/log` and starts its writer, with the default
+/// group commit settings.
 pub fn open(
     data_dir: &std::path::Path,
     node_id: &str,
     signer: std::sync::Arc<crate::decision::Signer>,
+) -> Result<LogHandle, LogError> {
+    open_with(data_dir, node_id, signer, GroupCommit::default())
+}
+
+/// [`open`] with group commit settings.
+pub fn open_with(
+    data_dir: &std::path::Path,
+    node_id: &str,
+    signer: std::sync::Arc<crate::decision::Signer>,
+    commit: GroupCommit,
 ) -> Result<LogHandle, LogError> {
     let dir = data_dir.join("log");
     let sealed = std::fs::read_dir(dir.join("sealed")).map(|d| d.count() as u64).unwrap_or(0);
@@ -47,7 +58,7 @@ pub fn open(
         tracing::warn!(bytes = store.truncated, "recovered the decision log after a crash");
     }
     tracing::info!(log.origin = %store.origin, log.size = store.index.tree.len(), "decision log open");
-    LogHandle::start(store, signer)
+    LogHandle::start(store, signer, commit)
 }
 
 /// Node ids name the log's origin, so they are restricted to a safe alphabet.

@@ -93,7 +93,7 @@ impl Failure {
 
 /// A signed answer waiting for its log entry to be durable.
 pub struct Decided {
-    pub response: proto::EvaluateResponse,
+    pub response: wire::EvaluateResponse,
     entry: Entry,
     summary: Summary,
     /// When evaluation of this request began, for the latency in the decision event.
@@ -186,7 +186,9 @@ impl ComplianceService {
             rules: rules.join(","),
         };
         let id = uuid::Uuid::parse_str(&ctx.decision_id).ok().map(|u| u.as_u128());
-        let entry = Entry { data: signed.encode_to_vec(), id };
+        // Encoded once: the log stores these bytes and the answer carries them.
+        let data = Bytes::from(signed.encode_to_vec());
+        let entry = Entry { data: data.clone(), id };
         let explanation = traces
             .unwrap_or_default()
             .into_iter()
@@ -203,7 +205,7 @@ impl ComplianceService {
                 }
             })
             .collect();
-        let response = proto::EvaluateResponse { decision: Some(signed), log_index: 0, explanation };
+        let response = wire::EvaluateResponse { decision: Some(data), log_index: 0, explanation };
         Ok(Decided { response, entry, summary, started })
     }
 
@@ -213,7 +215,7 @@ impl ComplianceService {
         if let Some(log) = &self.state.log {
             let entries = decided
                 .iter_mut()
-                .map(|d| std::mem::replace(&mut d.entry, Entry { data: Vec::new(), id: None }))
+                .map(|d| std::mem::replace(&mut d.entry, Entry { data: Bytes::new(), id: None }))
                 .collect();
             let first = log.append(entries).await.map_err(|e| {
                 self.state.metrics.reject("log_unavailable");
@@ -302,8 +304,9 @@ impl Compliance for ComplianceService {
     async fn evaluate(
         &self,
         request: Request<wire::EvaluateRequest>,
-    ) -> Result<Response<proto::EvaluateResponse>, Status> {
+    ) -> Result<Response<wire::EvaluateResponse>, Status> {
         self.authz.check(request.peer_certs(), Group::Evaluation)?;
+        let _serving = self.state.log.as_ref().map(|l| l.serving());
         let client = request.remote_addr().map(|a| a.ip());
         let started = std::time::Instant::now();
         let response = self
@@ -325,8 +328,9 @@ impl Compliance for ComplianceService {
     async fn evaluate_batch(
         &self,
         request: Request<wire::EvaluateBatchRequest>,
-    ) -> Result<Response<proto::EvaluateBatchResponse>, Status> {
+    ) -> Result<Response<wire::EvaluateBatchResponse>, Status> {
         self.authz.check(request.peer_certs(), Group::Evaluation)?;
+        let _serving = self.state.log.as_ref().map(|l| l.serving());
         let client = request.remote_addr().map(|a| a.ip());
         self.limited(client, self.batch(request.into_inner().items)).await.map(Response::new)
     }
@@ -337,7 +341,7 @@ impl Compliance for ComplianceService {
 }
 
 impl ComplianceService {
-    async fn batch(&self, items: Vec<wire::EvaluateRequest>) -> Result<proto::EvaluateBatchResponse, Status> {
+    async fn batch(&self, items: Vec<wire::EvaluateRequest>) -> Result<wire::EvaluateBatchResponse, Status> {
         if items.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!("items: at most {MAX_BATCH} per batch, got {}", items.len())));
         }
@@ -368,13 +372,13 @@ impl ComplianceService {
             .into_iter()
             .map(|slot| {
                 let result = match slot {
-                    Some(e) => proto::batch_result::Result::Error(e),
-                    None => proto::batch_result::Result::Ok(decided.next().map(|d| d.response).unwrap_or_default()),
+                    Some(e) => wire::batch_result::Result::Error(e),
+                    None => wire::batch_result::Result::Ok(decided.next().map(|d| d.response).unwrap_or_default()),
                 };
-                proto::BatchResult { result: Some(result) }
+                wire::BatchResult { result: Some(result) }
             })
             .collect();
         self.state.metrics.latency.observe(started.elapsed().as_secs_f64());
-        Ok(proto::EvaluateBatchResponse { results })
+        Ok(wire::EvaluateBatchResponse { results })
     }
 }

@@ -1,12 +1,17 @@
-//! Server-side request messages that keep the `DeploymentRequest` bytes as received.
+//! Server-side messages that carry an embedded message as its encoded bytes.
 //!
 //! Protobuf encodes an embedded message and a `bytes` field the same way (a length-
-//! delimited field), so decoding `EvaluateRequest` with `request` declared as `bytes`
-//! yields the exact bytes the client sent. `Decision.request_sha256` hashes those, and
-//! they are decoded to `proto::DeploymentRequest` afterwards. Clients use the normal
-//! generated types; only the server reads these.
+//! delimited field), so these types are wire-compatible with the generated ones:
+//! - requests keep the `DeploymentRequest` bytes exactly as received:
+//!   `Decision.request_sha256` hashes those, and they are decoded afterwards;
+//! - responses carry the `SignedDecision` already encoded, the same bytes the decision
+//!   log stores, so a decision is encoded once.
+//!
+//! Clients use the normal generated types; only the server uses these.
 
 use bytes::Bytes;
+
+use crate::proto;
 
 /// Wire-compatible with `silkgate.v1.EvaluateRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -24,6 +29,42 @@ pub struct EvaluateRequest {
 pub struct EvaluateBatchRequest {
     #[prost(message, repeated, tag = "1")]
     pub items: Vec<EvaluateRequest>,
+}
+
+/// Wire-compatible with `silkgate.v1.EvaluateResponse`; `decision` holds an encoded
+/// `SignedDecision`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EvaluateResponse {
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub decision: Option<Bytes>,
+    #[prost(uint64, tag = "2")]
+    pub log_index: u64,
+    #[prost(message, repeated, tag = "3")]
+    pub explanation: Vec<proto::RuleTrace>,
+}
+
+/// Wire-compatible with `silkgate.v1.EvaluateBatchResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EvaluateBatchResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub results: Vec<BatchResult>,
+}
+
+/// Wire-compatible with `silkgate.v1.BatchResult`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BatchResult {
+    #[prost(oneof = "batch_result::Result", tags = "1, 2")]
+    pub result: Option<batch_result::Result>,
+}
+
+pub mod batch_result {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        Ok(super::EvaluateResponse),
+        #[prost(message, tag = "2")]
+        Error(crate::proto::ItemError),
+    }
 }
 
 #[cfg(test)]
@@ -45,5 +86,39 @@ mod tests {
         let batch = proto::EvaluateBatchRequest { items: vec![outer.clone(), outer] };
         let raw = EvaluateBatchRequest::decode(batch.encode_to_vec().as_slice()).unwrap();
         assert_eq!(raw.items.len(), 2);
+    }
+
+    #[test]
+    fn responses_decode_as_the_generated_types() {
+        let signed = proto::SignedDecision {
+            payload: vec![1, 2, 3],
+            payload_type: "application/vnd.test".into(),
+            signatures: vec![proto::Signature { sig: vec![9; 64], keyid: "k".into() }],
+        };
+        let trace = proto::RuleTrace { rule_id: "r".into(), matched: true, ..Default::default() };
+        let one = EvaluateResponse {
+            decision: Some(signed.encode_to_vec().into()),
+            log_index: 42,
+            explanation: vec![trace.clone()],
+        };
+        let want = proto::EvaluateResponse { decision: Some(signed), log_index: 42, explanation: vec![trace] };
+        assert_eq!(proto::EvaluateResponse::decode(one.encode_to_vec().as_slice()).unwrap(), want);
+        assert_eq!(one.encoded_len(), want.encoded_len());
+
+        let error = proto::ItemError { code: 3, message: "m".into(), field: "f".into() };
+        let batch = EvaluateBatchResponse {
+            results: vec![
+                BatchResult { result: Some(batch_result::Result::Ok(one)) },
+                BatchResult { result: Some(batch_result::Result::Error(error.clone())) },
+            ],
+        };
+        let got = proto::EvaluateBatchResponse::decode(batch.encode_to_vec().as_slice()).unwrap();
+        let want = proto::EvaluateBatchResponse {
+            results: vec![
+                proto::BatchResult { result: Some(proto::batch_result::Result::Ok(want)) },
+                proto::BatchResult { result: Some(proto::batch_result::Result::Error(error)) },
+            ],
+        };
+        assert_eq!(got, want);
     }
 }

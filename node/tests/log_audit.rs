@@ -22,7 +22,7 @@ fn write_log(dir: &Path, n: usize) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let store = Store::open(dir, "silkgate/audit-test/1", &signer.verifying_key()).unwrap();
-        let log = LogHandle::start(store, signer.clone()).unwrap();
+        let log = LogHandle::start(store, signer.clone(), Default::default()).unwrap();
         let mut group = Vec::new();
         for i in 0..n {
             let id = uuid::Uuid::now_v7();
@@ -32,7 +32,7 @@ fn write_log(dir: &Path, n: usize) {
                 key_id: signer.key_id().to_string(),
                 ..Default::default()
             };
-            group.push(Entry { data: decision::sign(&d, &signer).encode_to_vec(), id: Some(id.as_u128()) });
+            group.push(Entry { data: decision::sign(&d, &signer).encode_to_vec().into(), id: Some(id.as_u128()) });
             if group.len() == 3 || i + 1 == n {
                 log.append(std::mem::take(&mut group)).await.unwrap();
             }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use silkgate::limits::LimitConfig;
+use silkgate::log::GroupCommit;
+use silkgate::log::writer::{DEFAULT_COMMIT_DELAY_US, DEFAULT_COMMIT_SIBLINGS};
 use silkgate::reload::Watcher;
 use silkgate::server::Options;
 use silkgate::service::NodeState;
@@ -52,6 +54,13 @@ pub struct Args {
     /// Run without the decision log (benchmarks only: decisions are not kept as evidence).
     #[arg(long, env = "SILKGATE_NO_LOG")]
     no_log: Option<bool>,
+    /// Longest a decision log group waits for more calls before its sync, in us; 0 syncs
+    /// at once [default: 1000].
+    #[arg(long, env = "SILKGATE_LOG_COMMIT_DELAY_US")]
+    log_commit_delay_us: Option<u64>,
+    /// Calls being served at which log groups start to wait [default: 8].
+    #[arg(long, env = "SILKGATE_LOG_COMMIT_SIBLINGS")]
+    log_commit_siblings: Option<usize>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "SILKGATE_LOG_FORMAT")]
     log_format: Option<String>,
@@ -111,6 +120,8 @@ struct FileConfig {
     node_id: Option<String>,
     decision_validity_secs: Option<i64>,
     no_log: Option<bool>,
+    log_commit_delay_us: Option<u64>,
+    log_commit_siblings: Option<usize>,
     log_format: Option<String>,
     metrics_listen: Option<String>,
     reload_interval_ms: Option<u64>,
@@ -138,6 +149,7 @@ struct Settings {
     node_id: Option<String>,
     validity_secs: i64,
     no_log: bool,
+    commit: GroupCommit,
     log_format: String,
     metrics_listen: Option<SocketAddr>,
     reload_interval: Duration,
@@ -193,6 +205,14 @@ fn settings(a: Args) -> Result<Settings, String> {
     if !burst.is_finite() || burst < 0.0 {
         return Err(format!("rate_burst: must not be negative, got {burst}"));
     }
+    let delay_us = a.log_commit_delay_us.or(f.log_commit_delay_us).unwrap_or(DEFAULT_COMMIT_DELAY_US);
+    if delay_us > 100_000 {
+        return Err(format!("log_commit_delay_us: must be between 0 and 100000, got {delay_us}"));
+    }
+    let siblings = a.log_commit_siblings.or(f.log_commit_siblings).unwrap_or(DEFAULT_COMMIT_SIBLINGS);
+    if siblings < 2 {
+        return Err(format!("log_commit_siblings: must be at least 2, got {siblings}"));
+    }
     let jurisdictions = a.jurisdictions.or(f.jurisdictions);
     if let Some(js) = &jurisdictions
         && let Some(bad) = js.iter().find(|j| j.len() != 2 || !j.bytes().all(|b| b.is_ascii_uppercase()))
@@ -238,6 +258,7 @@ fn settings(a: Args) -> Result<Settings, String> {
         node_id,
         validity_secs,
         no_log: a.no_log.or(f.no_log).unwrap_or(false),
+        commit: GroupCommit { delay: Duration::from_micros(delay_us), siblings },
         log_format,
         metrics_listen,
         reload_interval: Duration::from_millis(reload_ms),
@@ -301,7 +322,7 @@ pub fn run(args: Args) -> u8 {
         tracing::warn!("running without a decision log: decisions are not kept as evidence");
         None
     } else {
-        match silkgate::log::open(&s.data_dir, &node_id, signer.clone()) {
+        match silkgate::log::open_with(&s.data_dir, &node_id, signer.clone(), s.commit) {
             Ok(l) => Some(l),
             Err(e) => return fail(e),
         }
