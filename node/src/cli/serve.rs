@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, env = "SILKGATE_NO_LOG")]
     no_log: Option<bool>,
     /// Longest a decision log group waits for more calls before its sync, in us; 0 syncs
-    /// at once [default: 1000].
+    /// at once [default: 2000].
     #[arg(long, env = "SILKGATE_LOG_COMMIT_DELAY_US")]
     log_commit_delay_us: Option<u64>,
     /// Calls being served at which log groups start to wait [default: 8].

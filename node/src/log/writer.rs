@@ -30,7 +30,7 @@ const PREALLOCATE: u64 = 4 << 20;
 /// How often the `checkpoint` file is rewritten and the history grows, at most.
 const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 /// Default [`GroupCommit::delay`], in microseconds.
-pub const DEFAULT_COMMIT_DELAY_US: u64 = 1000;
+pub const DEFAULT_COMMIT_DELAY_US: u64 = 2000;
 /// Default [`GroupCommit::siblings`].
 pub const DEFAULT_COMMIT_SIBLINGS: usize = 8;
 
