@@ -83,6 +83,15 @@ fn bad_configuration_exits_64_naming_the_setting() {
     let out = bin().args(["serve"]).env("SILKGATE_LOG_FORMAT", "xml").current_dir(d).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
+
+    let out = bin().args(["serve", "--log-commit-delay-us", "100001"]).current_dir(d).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log_commit_delay_us: must be between 0 and 100000"));
+
+    std::fs::write(d.join("s.toml"), "log_commit_siblings = 1\n").unwrap();
+    let out = bin().args(["serve", "--config", "s.toml"]).current_dir(d).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log_commit_siblings: must be at least 2, got 1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
