@@ -71,6 +71,32 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Adds another run's window to this one: counts, latencies and CPU time add up, so
+    /// rates and per-call figures are over both windows together.
+    pub fn merge(&mut self, other: Outcome) {
+        self.calls += other.calls;
+        self.decisions += other.decisions;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        for (k, v) in other.item_errors {
+            *self.item_errors.entry(k).or_default() += v;
+        }
+        self.warmup_errors += other.warmup_errors;
+        self.window += other.window;
+        // Both histograms have the same bounds (see `run`), so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        let add = |a: Option<Usage>, b: Option<Usage>| match (a, b) {
+            (Some(a), Some(b)) => {
+                Some(Usage { cpu_secs: a.cpu_secs + b.cpu_secs, wall_secs: a.wall_secs + b.wall_secs })
+            }
+            _ => None,
+        };
+        self.server_cpu = add(self.server_cpu.take(), other.server_cpu);
+        self.client_cpu = add(self.client_cpu.take(), other.client_cpu);
+        self.host_cpu = add(self.host_cpu.take(), other.host_cpu);
+    }
+
     pub fn calls_per_sec(&self) -> f64 {
         self.calls as f64 / self.window.as_secs_f64()
     }

@@ -68,6 +68,12 @@ struct Args {
     /// Also run the same load against an in-process reference server and compare.
     #[arg(long)]
     reference: bool,
+    /// With --reference: alternate target and reference this many times, each time for
+    /// DURATION/ROUNDS seconds after its own warmup, and report the totals. Both then see
+    /// the same drift in the machine's speed, which on a shared VM moves figures by 10%
+    /// from one minute to the next.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
     /// Worker threads of the reference server's runtime (the real server's default runtime
     /// has one per core).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -139,22 +145,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let channels = connect_all(&args.target, load.connections, timeout).await?;
     let server_cpu = args.server_pid.map(cpu::Source::Process);
-    let target = drive::run(&load, &channels, &pool, server_cpu).await;
     let whose = args.server_pid.map_or(String::new(), |pid| format!("pid {pid}"));
-    report::print_run("target", &args.target, &whose, &load, &header, &target, args.json);
-
-    if args.reference {
-        let server = reference::start(args.reference_threads as usize, payload.mean, info).await?;
-        let url = format!("http://{}", server.addr);
-        let channels = connect_all(&url, load.connections, timeout).await?;
-        let source = Some(cpu::Source::Threads(cpu::REFERENCE_THREADS));
-        let reference = drive::run(&load, &channels, &pool, source).await;
-        drop(channels);
-        server.stop();
-        let whose = format!("in-process threads `{}`", cpu::REFERENCE_THREADS);
-        report::print_run("reference", &url, &whose, &load, &header, &reference, args.json);
-        report::print_comparison(&target, &reference, args.json);
+    if !args.reference {
+        let target = drive::run(&load, &channels, &pool, server_cpu).await;
+        report::print_run("target", &args.target, &whose, &load, &header, &target, args.json);
+        return Ok(());
     }
+
+    let server = reference::start(args.reference_threads as usize, payload.mean, info).await?;
+    let url = format!("http://{}", server.addr);
+    let ref_channels = connect_all(&url, load.connections, timeout).await?;
+    let ref_cpu = Some(cpu::Source::Threads(cpu::REFERENCE_THREADS));
+    let round_load = Load { duration: load.duration / args.rounds as u32, ..load.clone() };
+    let mut totals: Option<(drive::Outcome, drive::Outcome)> = None;
+    for round in 1..=args.rounds {
+        let t = drive::run(&round_load, &channels, &pool, server_cpu).await;
+        let r = drive::run(&round_load, &ref_channels, &pool, ref_cpu).await;
+        if args.rounds > 1 {
+            report::print_round(round, &t, &r, args.json);
+        }
+        totals = Some(match totals {
+            None => (t, r),
+            Some((mut ta, mut ra)) => {
+                ta.merge(t);
+                ra.merge(r);
+                (ta, ra)
+            }
+        });
+    }
+    drop(ref_channels);
+    server.stop();
+    let (target, reference) = totals.expect("at least one round");
+    report::print_run("target", &args.target, &whose, &load, &header, &target, args.json);
+    let whose = format!("in-process threads `{}`", cpu::REFERENCE_THREADS);
+    report::print_run("reference", &url, &whose, &load, &header, &reference, args.json);
+    report::print_comparison(&target, &reference, args.json);
     Ok(())
 }
 

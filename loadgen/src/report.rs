@@ -166,6 +166,27 @@ fn cpu_text(u: &crate::cpu::Usage, load: &Load, o: &Outcome, whose: &str) -> Str
     }
 }
 
+/// One round of an alternating run: both throughputs and their ratio.
+pub fn print_round(round: u64, target: &Outcome, reference: &Outcome, as_json: bool) {
+    let (t, r) = (target.decisions_per_sec(), reference.decisions_per_sec());
+    let ratio = (r > 0.0).then(|| t / r);
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "run": "round",
+                "round": round,
+                "target_decisions_per_sec": t,
+                "reference_decisions_per_sec": r,
+                "target_over_reference": ratio,
+            })
+        );
+    } else {
+        let ratio = ratio.map_or("-".to_string(), |x| format!("{x:.2}"));
+        println!("round {round:<7} target {t:.0}/s, reference {r:.0}/s, ratio {ratio}");
+    }
+}
+
 fn run_json(name: &str, url: &str, server: &str, load: &Load, h: &Header, o: &Outcome) -> Value {
     let l = &o.latency;
     let latency = (!l.is_empty()).then(|| {
