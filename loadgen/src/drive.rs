@@ -311,3 +311,44 @@ impl Caller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(calls: u64, secs: u64, latencies: &[u64], cpu: f64) -> Outcome {
+        let mut latency = Histogram::new_with_bounds(1, 600_000_000, 3).unwrap();
+        for &l in latencies {
+            latency.record(l).unwrap();
+        }
+        Outcome {
+            calls,
+            decisions: calls,
+            errors: BTreeMap::from([("Unavailable".to_string(), 1)]),
+            item_errors: BTreeMap::new(),
+            warmup_errors: 0,
+            window: Duration::from_secs(secs),
+            latency,
+            server_cpu: Some(Usage { cpu_secs: cpu, wall_secs: secs as f64 }),
+            client_cpu: None,
+            host_cpu: Some(Usage { cpu_secs: 2.0 * cpu, wall_secs: secs as f64 }),
+        }
+    }
+
+    #[test]
+    fn merged_rounds_give_rates_over_both_windows() {
+        let mut a = outcome(1000, 2, &[100, 200], 1.0);
+        a.merge(outcome(3000, 2, &[300, 400, 500], 3.0));
+        assert_eq!(a.calls, 4000);
+        assert_eq!(a.window, Duration::from_secs(4));
+        assert_eq!(a.calls_per_sec(), 1000.0);
+        assert_eq!(a.latency.len(), 5);
+        assert_eq!(a.latency.max(), a.latency.highest_equivalent(500));
+        assert_eq!(a.errors["Unavailable"], 2);
+        let server = a.server_cpu.unwrap();
+        assert_eq!((server.cpu_secs, server.wall_secs), (4.0, 4.0));
+        assert_eq!(server.micros_per(a.calls), Some(1000.0));
+        // A figure one round lacks is unknown for the total.
+        assert!(a.client_cpu.is_none());
+    }
+}
