@@ -29,6 +29,8 @@ const MAX_GROUP: usize = 4096;
 const PREALLOCATE: u64 = 4 << 20;
 /// How often the `checkpoint` file is rewritten and the history grows, at most.
 const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+/// A group commit slower than this is logged as a warning, with the time of each step.
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// Default [`GroupCommit::delay`], in microseconds.
 pub const DEFAULT_COMMIT_DELAY_US: u64 = 2000;
 /// Default [`GroupCommit::siblings`].
@@ -543,10 +545,24 @@ impl Writer {
         }
         let base = self.end;
         let started = Instant::now();
-        let written = self
-            .preallocate(base + self.buf.len() as u64)
-            .and_then(|()| self.file.write_all_at(&self.buf, base))
-            .and_then(|()| self.file.sync_data());
+        let mut phases = [Duration::ZERO; 3];
+        let mut timed = |i: usize, r: std::io::Result<()>| {
+            phases[i] = started.elapsed() - phases.iter().sum::<Duration>();
+            r
+        };
+        let written = timed(0, self.preallocate(base + self.buf.len() as u64))
+            .and_then(|()| timed(1, self.file.write_all_at(&self.buf, base)))
+            .and_then(|()| timed(2, self.file.sync_data()));
+        if started.elapsed() >= SLOW_COMMIT {
+            tracing::warn!(
+                entries = n,
+                bytes = self.buf.len(),
+                preallocate_ms = phases[0].as_millis() as u64,
+                write_ms = phases[1].as_millis() as u64,
+                sync_ms = phases[2].as_millis() as u64,
+                "slow decision log commit: every call in the group waited for it"
+            );
+        }
         if let Err(e) = written {
             // The file's state is unknown now: stop accepting entries; recovery on the
             // next start truncates whatever was half written.
