@@ -1,6 +1,7 @@
 //! `silkgate-loadgen`: drives a silkgate node's `Compliance` API and reports throughput,
 //! latency, errors and server CPU per request; optionally the same load against a bare
-//! tonic reference server that signs one Ed25519 signature per decision.
+//! tonic reference server that signs one Ed25519 signature per decision, in alternating
+//! rounds (`--rounds`) so that both see the same drift of the machine's speed.
 //!
 //! # Layout
 //! - [`pool`]: the realistic mix of deployment requests sent;
