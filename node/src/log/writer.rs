@@ -407,6 +407,9 @@ struct Writer {
 fn run(queue: Arc<Queue>, file: File, end: u64, shared: Arc<Shared>, dir: std::path::PathBuf, history: File) {
     let persisted = read_lock(&shared).checkpoint.as_ref().map(|c| c.1.size);
     let allocated = file.metadata().map_or(end, |m| m.len());
+    // However the writer ends, even by a panic, no call waits for it: the queue closes
+    // and what is queued is refused.
+    let _closer = CloseOnExit(queue.clone(), shared.clone());
     let w = Writer {
         queue,
         file,
@@ -420,6 +423,25 @@ fn run(queue: Arc<Queue>, file: File, end: u64, shared: Arc<Shared>, dir: std::p
         last_persist: Instant::now(),
     };
     w.run();
+}
+
+struct CloseOnExit(Arc<Queue>, Arc<Shared>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.1.poisoned.store(true, Ordering::Release);
+        }
+        let rest = {
+            let mut q = self.0.lock();
+            q.closed = true;
+            q.entries = 0;
+            std::mem::take(&mut q.jobs)
+        };
+        for j in rest {
+            let _ = j.reply.send(Err(LogError::Stopped));
+        }
+    }
 }
 
 impl Writer {
