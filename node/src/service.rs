@@ -167,8 +167,9 @@ impl ComplianceService {
         } else {
             (policy.evaluate(&req, day), None)
         };
+        let decision_uuid = uuid::Uuid::now_v7();
         let ctx = decision::Context {
-            decision_id: uuid::Uuid::now_v7().to_string(),
+            decision_id: decision_uuid.to_string(),
             node_id: &self.state.node_id,
             request_sha256,
             request_id: &req.request_id,
@@ -185,7 +186,7 @@ impl ComplianceService {
             verdict: outcome.verdict.as_str(),
             rules: rules.join(","),
         };
-        let id = uuid::Uuid::parse_str(&ctx.decision_id).ok().map(|u| u.as_u128());
+        let id = Some(decision_uuid.as_u128());
         // Encoded once: the log stores these bytes and the answer carries them.
         let data = Bytes::from(signed.encode_to_vec());
         let entry = Entry { data: data.clone(), id };
