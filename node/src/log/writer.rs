@@ -69,7 +69,7 @@ struct Queue {
 /// What a new job should do about the writer.
 #[derive(Default, Clone, Copy, PartialEq)]
 enum Wake {
-    /// It is awake, or the job cannot complete what it waits for.
+    /// It is awake (or about to be): leave it.
     #[default]
     No,
     /// It is idle: wake it.
@@ -98,6 +98,19 @@ impl Queue {
     fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
+    }
+
+    /// Closes the queue and answers every job still in it with `error`.
+    fn refuse_all(&self, error: impl Fn() -> LogError) {
+        let rest = {
+            let mut q = self.lock();
+            q.closed = true;
+            q.entries = 0;
+            std::mem::take(&mut q.jobs)
+        };
+        for j in rest {
+            let _ = j.reply.send(Err(error()));
+        }
     }
 }
 
@@ -432,15 +445,8 @@ impl Drop for CloseOnExit {
         if std::thread::panicking() {
             self.1.poisoned.store(true, Ordering::Release);
         }
-        let rest = {
-            let mut q = self.0.lock();
-            q.closed = true;
-            q.entries = 0;
-            std::mem::take(&mut q.jobs)
-        };
-        for j in rest {
-            let _ = j.reply.send(Err(LogError::Stopped));
-        }
+        let poisoned = self.1.poisoned.load(Ordering::Acquire);
+        self.0.refuse_all(|| if poisoned { LogError::Poisoned } else { LogError::Stopped });
     }
 }
 
@@ -560,8 +566,8 @@ impl Writer {
         Ok(())
     }
 
-    /// One group commit: every waiting job, one write, one sync, one checkpoint. Returns
-    /// false when the log can take no more entries.
+    /// One group commit: the jobs' records in one write, one sync, then the tree and the
+    /// answers. Returns false when the log can take no more entries.
     fn commit(&mut self, jobs: Vec<Job>) -> bool {
         let n = jobs.iter().map(|j| j.entries.len()).sum();
         self.buf.clear();
@@ -596,13 +602,8 @@ impl Writer {
             // next start truncates whatever was half written.
             tracing::error!(error = %e, "decision log write failed; refusing further decisions");
             self.shared.poisoned.store(true, Ordering::Release);
-            let rest = {
-                let mut q = self.queue.lock();
-                q.closed = true;
-                q.entries = 0;
-                std::mem::take(&mut q.jobs)
-            };
-            for j in jobs.into_iter().chain(rest) {
+            self.queue.refuse_all(|| LogError::Poisoned);
+            for j in jobs {
                 let _ = j.reply.send(Err(LogError::Poisoned));
             }
             return false;
