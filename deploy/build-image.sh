@@ -24,7 +24,8 @@ docker info >/dev/null 2>&1 || { echo "error: the docker engine does not answer 
 echo "== cargo build (static, release)"
 # An explicit --target keeps RUSTFLAGS away from build scripts and proc macros, which
 # must stay dynamic host binaries.
-RUSTFLAGS="-C target-feature=+crt-static" \
+# `--cfg tokio_unstable` as in .cargo/config.toml, which RUSTFLAGS replaces.
+RUSTFLAGS="-C target-feature=+crt-static --cfg tokio_unstable" \
     cargo build --release --locked --target "$triple" -p silkgate --bin silkgate
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 case $target_dir in /*) ;; *) target_dir=$root/$target_dir ;; esac

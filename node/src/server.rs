@@ -6,8 +6,13 @@
 //! v1alpha), so grpcurl works without the proto files.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::server::Connected;
 
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
@@ -132,7 +137,8 @@ pub async fn run_with(
 fn tls_incoming(
     listener: TcpListener,
     tls: Arc<TlsState>,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+) -> impl tokio_stream::Stream<Item = std::io::Result<Coalesced<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>>
+{
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     tokio::spawn(async move {
         loop {
@@ -146,7 +152,7 @@ fn tls_incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let _ = tx.send(Ok(Coalesced(stream))).await;
                     }
                     Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
@@ -159,10 +165,88 @@ fn tls_incoming(
 
 /// Accepted connections with Nagle's algorithm off: small gRPC answers must not wait
 /// for delayed ACKs (40 ms stalls on sequential calls otherwise).
-fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Coalesced<tokio::net::TcpStream>>> {
     TcpListenerStream::new(listener).map(|s| {
         let s = s?;
         s.set_nodelay(true)?;
-        Ok(s)
+        Ok(Coalesced(s))
     })
+}
+
+/// A connection that tells HTTP/2 it has no vectored writes.
+///
+/// h2 then copies frames of up to 1 KiB into its write buffer instead of sending each
+/// DATA frame over 256 bytes as a buffer of its own, which ends the write there. With
+/// vectored writes every answer took a `writev` of its own and often a second one for
+/// its trailers; copied, the answers and trailers that are ready together leave in one
+/// `write`. On loopback each write costs about as much kernel time as signing a
+/// decision (see the README, "Performance").
+struct Coalesced<T>(T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for Coalesced<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Connected> Connected for Coalesced<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// h2 chains DATA frames over 256 bytes instead of copying them when the connection
+    /// says it writes vectors, and each answer then takes a write of its own.
+    #[tokio::test]
+    async fn a_coalesced_connection_writes_no_vectors_and_keeps_its_peer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut accepted = std::pin::pin!(incoming(listener));
+        let mut server = accepted.next().await.unwrap().unwrap();
+        assert!(server.0.is_write_vectored(), "tokio's TcpStream writes vectors");
+        assert!(!server.is_write_vectored());
+        assert_eq!(server.connect_info().remote_addr(), Some(client.local_addr().unwrap()));
+        assert!(server.0.nodelay().unwrap());
+
+        server.write_all(b"answer").await.unwrap();
+        server.flush().await.unwrap();
+        let mut got = [0u8; 6];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"answer");
+        client.write_all(b"request").await.unwrap();
+        let mut got = [0u8; 7];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"request");
+        server.shutdown().await.unwrap();
+        assert_eq!(client.read(&mut got).await.unwrap(), 0, "shut down");
+    }
 }

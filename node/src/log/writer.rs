@@ -8,6 +8,7 @@
 //! Under load the writer also waits a little for a group to fill before syncing (see
 //! [`Writer::gather`]): each sync costs about 50 us of CPU and two thread switches
 //! whatever its size, so on a busy node bigger groups leave more CPU for requests.
+//! A group's answers are sent by one task on the service's runtime (see [`dispatcher`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -45,9 +46,36 @@ pub struct Entry {
     pub id: Option<u128>,
 }
 
+type Reply = oneshot::Sender<Result<u64, LogError>>;
+
 struct Job {
     entries: Vec<Entry>,
-    reply: oneshot::Sender<Result<u64, LogError>>,
+    reply: Reply,
+}
+
+/// Carries a committed group's answers to a task on the runtime that started the log.
+type Dispatch = tokio::sync::mpsc::UnboundedSender<Vec<(Reply, u64)>>;
+
+/// Starts the task that answers committed groups, on the current runtime if there is
+/// one.
+///
+/// Answered from the writer thread, each call's task went to the runtime's shared queue
+/// on its own and a worker took it up as soon as it came, so each answer left in a
+/// write of its own. Answered from a task on a worker, the whole group's tasks are
+/// queued together on that worker, ahead of the connections' tasks they wake, and the
+/// answers of a group leave together (with the connections' writes coalesced; see
+/// `server::Coalesced`).
+fn dispatcher() -> Option<Dispatch> {
+    let rt = tokio::runtime::Handle::try_current().ok()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(Reply, u64)>>();
+    rt.spawn(async move {
+        while let Some(answers) = rx.recv().await {
+            for (reply, first) in answers {
+                let _ = reply.send(Ok(first));
+            }
+        }
+    });
+    Some(tx)
 }
 
 /// Counters for metrics and benchmarks.
@@ -214,10 +242,11 @@ impl LogHandle {
         });
         let queue = Arc::new(Queue { state: Mutex::new(Waiting::default()), ready: Condvar::new() });
         let (q, s) = (queue.clone(), shared.clone());
+        let dispatch = dispatcher();
         std::thread::Builder::new()
             .name("silkgate-log".into())
             .spawn(move || {
-                run(q, file, end, s, dir, history);
+                run(q, file, end, s, dir, history, dispatch);
                 drop(lock);
             })
             .map_err(|source| LogError::Io { path: history_path, source })?;
@@ -415,9 +444,19 @@ struct Writer {
     /// Size of the checkpoint last written to the `checkpoint` file and the history.
     persisted: Option<u64>,
     last_persist: Instant,
+    /// See [`dispatcher`].
+    dispatch: Option<Dispatch>,
 }
 
-fn run(queue: Arc<Queue>, file: File, end: u64, shared: Arc<Shared>, dir: std::path::PathBuf, history: File) {
+fn run(
+    queue: Arc<Queue>,
+    file: File,
+    end: u64,
+    shared: Arc<Shared>,
+    dir: std::path::PathBuf,
+    history: File,
+    dispatch: Option<Dispatch>,
+) {
     let persisted = read_lock(&shared).checkpoint.as_ref().map(|c| c.1.size);
     let allocated = file.metadata().map_or(end, |m| m.len());
     // However the writer ends, even by a panic, no call waits for it: the queue closes
@@ -434,6 +473,7 @@ fn run(queue: Arc<Queue>, file: File, end: u64, shared: Arc<Shared>, dir: std::p
         buf: Vec::new(),
         persisted,
         last_persist: Instant::now(),
+        dispatch,
     };
     w.run();
 }
@@ -566,6 +606,21 @@ impl Writer {
         Ok(())
     }
 
+    /// Answers a committed group's calls: through the runtime's task when it runs, from
+    /// this thread when it does not (no runtime, or it has shut down).
+    fn answer(&self, answers: Vec<(Reply, u64)>) {
+        let answers = match &self.dispatch {
+            Some(d) => match d.send(answers) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => answers,
+        };
+        for (reply, first) in answers {
+            let _ = reply.send(Ok(first));
+        }
+    }
+
     /// One group commit: the jobs' records in one write, one sync, then the tree and the
     /// answers. Returns false when the log can take no more entries.
     fn commit(&mut self, jobs: Vec<Job>) -> bool {
@@ -633,9 +688,7 @@ impl Writer {
                 }
             }
         }
-        for (j, first) in jobs.into_iter().zip(firsts) {
-            let _ = j.reply.send(Ok(first));
-        }
+        self.answer(jobs.into_iter().zip(firsts).map(|(j, first)| (j.reply, first)).collect());
         true
     }
 }
@@ -727,6 +780,27 @@ mod tests {
         assert_eq!(log.size(), 20);
         let syncs = log.stats().syncs.load(Ordering::Relaxed);
         assert!((1..=20).contains(&syncs), "{syncs} syncs");
+    }
+
+    #[test]
+    fn answers_arrive_when_the_runtime_that_started_the_log_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let log = first.block_on(async { start(dir.path(), GroupCommit::default()) });
+        first.block_on(async { within_30s(log.append(vec![entry(0)])).await.unwrap() });
+        drop(first);
+        let second = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let index = second.block_on(async { within_30s(log.append(vec![entry(1)])).await.unwrap() });
+        assert_eq!(index, 1);
+    }
+
+    #[test]
+    fn answers_arrive_when_the_log_started_outside_a_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = start(dir.path(), GroupCommit::default());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let index = rt.block_on(async { within_30s(log.append(vec![entry(0)])).await.unwrap() });
+        assert_eq!(index, 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
