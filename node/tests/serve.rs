@@ -67,31 +67,36 @@ async fn wait_for<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> 
 fn bad_configuration_exits_64_naming_the_setting() {
     let dir = setup();
     let d = dir.path();
-    let out = bin().args(["serve", "--max-concurrency", "0"]).current_dir(d).output().unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("max_concurrency: must be at least 1"));
+    exits_64_naming(
+        bin().args(["serve", "--max-concurrency", "0"]).current_dir(d),
+        "max_concurrency: must be at least 1",
+    );
 
     std::fs::write(d.join("c.toml"), "listen = \"127.0.0.1:1\"\nmax_concurency = 5\n").unwrap();
-    let out = bin().args(["serve", "--config", "c.toml"]).current_dir(d).output().unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `max_concurency`"));
+    exits_64_naming(bin().args(["serve", "--config", "c.toml"]).current_dir(d), "unknown field `max_concurency`");
 
-    let out = bin().args(["serve", "--listen", "nowhere"]).current_dir(d).output().unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("listen: `nowhere` is not an address"));
+    exits_64_naming(bin().args(["serve", "--listen", "nowhere"]).current_dir(d), "listen: `nowhere` is not an address");
 
-    let out = bin().args(["serve"]).env("SILKGATE_LOG_FORMAT", "xml").current_dir(d).output().unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
+    exits_64_naming(bin().args(["serve"]).env("SILKGATE_LOG_FORMAT", "xml").current_dir(d), "log_format");
 
-    let out = bin().args(["serve", "--log-commit-delay-us", "100001"]).current_dir(d).output().unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("log_commit_delay_us: must be between 0 and 100000"));
+    exits_64_naming(
+        bin().args(["serve", "--log-commit-delay-us", "100001"]).current_dir(d),
+        "log_commit_delay_us: must be between 0 and 100000",
+    );
 
     std::fs::write(d.join("s.toml"), "log_commit_siblings = 1\n").unwrap();
-    let out = bin().args(["serve", "--config", "s.toml"]).current_dir(d).output().unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("log_commit_siblings: must be at least 2, got 1"));
+    exits_64_naming(
+        bin().args(["serve", "--config", "s.toml"]).current_dir(d),
+        "log_commit_siblings: must be at least 2, got 1",
+    );
+}
+
+/// Runs `cmd` and checks it exits with 64 and says `needle` on stderr.
+fn exits_64_naming(cmd: &mut std::process::Command, needle: &str) {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
