@@ -26,6 +26,7 @@ fn checkpoint(note: String, cp: &Checkpoint) -> proto::Checkpoint {
 fn status(e: LogError) -> Status {
     match e {
         LogError::NotFound(m) => Status::not_found(m),
+        LogError::OutOfRange(m) => Status::out_of_range(m),
         LogError::Invalid(m) => Status::invalid_argument(m),
         e => Status::internal(e.to_string()),
     }

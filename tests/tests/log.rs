@@ -94,6 +94,15 @@ async fn every_answer_is_logged_and_provable() {
     assert_eq!((page.entries.len(), page.next), (2, 12));
     let err = log.get_entries(proto::GetEntriesRequest { start: 13, count: 1 }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange);
+    // An index past the end is OUT_OF_RANGE too, as for GetEntries.
+    let err = log
+        .get_inclusion_proof(proto::GetInclusionProofRequest {
+            target: Some(proto::get_inclusion_proof_request::Target::Index(13)),
+            tree_size: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
     let err = log
         .get_inclusion_proof(proto::GetInclusionProofRequest {
             target: Some(proto::get_inclusion_proof_request::Target::DecisionId("nope".into())),

@@ -37,6 +37,9 @@ pub enum LogError {
     TooLarge(usize),
     #[error("{0}")]
     NotFound(String),
+    /// An index or size past the end of the log (gRPC OUT_OF_RANGE).
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("{0}")]
     Invalid(String),
 }

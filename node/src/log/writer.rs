@@ -344,7 +344,7 @@ impl LogHandle {
             s => (s, None),
         };
         if index >= size {
-            return Err(LogError::NotFound(format!("index {index} is not below tree size {size}")));
+            return Err(LogError::OutOfRange(format!("index: {index} is not below tree size {size}")));
         }
         if size > idx.tree.len() {
             return Err(LogError::Invalid(format!("tree size {size} is larger than the log ({})", idx.tree.len())));
