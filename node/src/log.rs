@@ -7,15 +7,19 @@
 //!   `data` is the exact `SignedDecision` protobuf returned to the client and the trailing
 //!   32 bytes are the RFC 6962 leaf hash, so every record checks itself; then zeros: the
 //!   file is preallocated in zero-filled steps so a commit's `fdatasync` flushes only data;
-//! - `checkpoint`: the latest signed checkpoint note, rewritten at most once a second,
-//!   when idle, and at shutdown (checkpoints are signed in memory when asked for);
-//! - `checkpoints`: a history of signed checkpoints, records `len (u32 BE) || note`,
-//!   appended with each rewrite of `checkpoint`;
+//! - `checkpoint`: the latest signed checkpoint note; a checkpoint is on disk (here and
+//!   in the history) before it leaves the node, so it is the log's high-water mark;
+//! - `checkpoints`: a history of signed checkpoints, records `len (u32 BE) || note`;
 //! - `sealed/N/`: earlier logs, sealed with `silkgate log seal`, each with its own origin.
 //!
-//! [`store`] opens and recovers the files; [`writer`] runs group commit on its own thread.
+//! [`storage`] is the file I/O seam ([`sim`] simulates crashes behind it); [`store`]
+//! opens and recovers the files; [`writer`] runs group commit on its own thread;
+//! [`seal`] seals a log.
 
 pub mod audit;
+pub mod seal;
+pub mod sim;
+pub mod storage;
 pub mod store;
 pub mod writer;
 
@@ -27,6 +31,11 @@ pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
 /// Bytes of framing each record adds to its data: the length prefix and the leaf hash.
 pub const RECORD_OVERHEAD: usize = 4 + 32;
+
+/// The most bytes of records the writer writes before a sync: a group larger than this
+/// is written and synced in several steps. So at a crash at most this many bytes past
+/// the last sync can be on disk, which is what recovery accepts as a torn tail.
+pub const MAX_WRITE: u64 = 4 << 20;
 
 /// The origin of a node's log: `silkgate/<node id>/<epoch>`; the epoch starts at 1 and
 /// grows by one each time a log is sealed.
@@ -52,12 +61,14 @@ pub fn open_with(
     commit: GroupCommit,
 ) -> Result<LogHandle, LogError> {
     let dir = data_dir.join("log");
-    let sealed = std::fs::read_dir(dir.join("sealed")).map(|d| d.count() as u64).unwrap_or(0);
-    let store = Store::open(&dir, &origin(node_id, sealed + 1), &signer.verifying_key())?;
-    if store.truncated > 0 {
-        tracing::warn!(bytes = store.truncated, "recovered the decision log after a crash");
-    }
-    tracing::info!(log.origin = %store.origin, log.size = store.index.tree.len(), "decision log open");
+    let fs = storage::Disk;
+    storage::create_dir_all(&fs, &dir).map_err(|source| LogError::Io { path: dir.clone(), source })?;
+    let lock = store::lock(&dir)?;
+    seal::finish(&fs, &dir)?;
+    let epoch = seal::sealed(&fs, &dir)?.last().copied().unwrap_or(0) + 1;
+    let mut store = Store::open_on(std::sync::Arc::new(fs), &dir, &origin(node_id, epoch), &signer.verifying_key())?;
+    store.lock = Some(lock);
+    tracing::info!(log_origin = %store.origin, log_size = store.index.tree.len(), "decision log open");
     LogHandle::start(store, signer, commit)
 }
 

@@ -28,7 +28,21 @@ fn status(e: LogError) -> Status {
         LogError::NotFound(m) => Status::not_found(m),
         LogError::OutOfRange(m) => Status::out_of_range(m),
         LogError::Invalid(m) => Status::invalid_argument(m),
+        e @ (LogError::Io { .. } | LogError::Poisoned | LogError::Stopped) => Status::unavailable(e.to_string()),
         e => Status::internal(e.to_string()),
+    }
+}
+
+/// Runs `f` on the log off the async workers: it reads files, and signing a checkpoint
+/// syncs one to disk.
+async fn blocking<T: Send + 'static>(
+    log: &LogHandle,
+    f: impl FnOnce(&LogHandle) -> Result<T, LogError> + Send + 'static,
+) -> Result<T, Status> {
+    let log = log.clone();
+    match tokio::task::spawn_blocking(move || f(&log)).await {
+        Ok(r) => r.map_err(status),
+        Err(e) => Err(Status::internal(format!("log task failed: {e}"))),
     }
 }
 
@@ -38,7 +52,7 @@ impl DecisionLog for DecisionLogService {
         &self,
         _: Request<proto::GetCheckpointRequest>,
     ) -> Result<Response<proto::Checkpoint>, Status> {
-        let (note, cp) = self.log.checkpoint();
+        let (note, cp) = blocking(&self.log, |l| l.checkpoint()).await?;
         Ok(Response::new(checkpoint(note, &cp)))
     }
 
@@ -47,15 +61,22 @@ impl DecisionLog for DecisionLogService {
         request: Request<proto::GetInclusionProofRequest>,
     ) -> Result<Response<proto::InclusionProof>, Status> {
         let r = request.into_inner();
-        let index = match r.target {
-            Some(proto::get_inclusion_proof_request::Target::Index(i)) => i,
-            Some(proto::get_inclusion_proof_request::Target::DecisionId(id)) => self
-                .log
-                .index_of(&id)
-                .ok_or_else(|| Status::not_found(format!("decision_id: `{}` is not in this log", id.escape_debug())))?,
+        let tree_size = r.tree_size;
+        let (index, inc) = match r.target {
+            Some(proto::get_inclusion_proof_request::Target::Index(i)) => {
+                (i, blocking(&self.log, move |l| l.inclusion(i, tree_size)).await?)
+            }
+            Some(proto::get_inclusion_proof_request::Target::DecisionId(id)) => {
+                blocking(&self.log, move |l| {
+                    let i = l.index_of(&id)?.ok_or_else(|| {
+                        LogError::NotFound(format!("decision_id: `{}` is not in this log", id.escape_debug()))
+                    })?;
+                    Ok((i, l.inclusion(i, tree_size)?))
+                })
+                .await?
+            }
             None => return Err(Status::invalid_argument("target: give index or decision_id")),
         };
-        let inc = self.log.inclusion(index, r.tree_size).map_err(status)?;
         Ok(Response::new(proto::InclusionProof {
             index,
             tree_size: inc.size,
@@ -75,7 +96,8 @@ impl DecisionLog for DecisionLogService {
                 "size1: must be at least 1 (every tree is consistent with the empty one)",
             ));
         }
-        let (size2, hashes) = self.log.consistency(r.size1, r.size2).map_err(status)?;
+        let (size1, size2) = (r.size1, r.size2);
+        let (size2, hashes) = blocking(&self.log, move |l| l.consistency(size1, size2)).await?;
         Ok(Response::new(proto::ConsistencyProof {
             size1: r.size1,
             size2,
@@ -96,7 +118,8 @@ impl DecisionLog for DecisionLogService {
         if r.start > size {
             return Err(Status::out_of_range(format!("start: {} is past the end of the log ({size})", r.start)));
         }
-        let entries = self.log.entries(r.start, count).map_err(status)?;
+        let start = r.start;
+        let entries = blocking(&self.log, move |l| l.entries(start, count)).await?;
         let next = r.start + entries.len() as u64;
         Ok(Response::new(proto::GetEntriesResponse {
             entries: entries.into_iter().map(|(index, data)| proto::LogEntry { index, data }).collect(),

@@ -78,7 +78,7 @@ fn any_changed_byte_is_caught() {
 }
 
 #[test]
-fn recovery_truncates_a_torn_tail_and_refuses_other_damage() {
+fn recovery_cuts_a_torn_tail_and_refuses_other_damage() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     write_log(&log, 4);
@@ -95,7 +95,7 @@ fn recovery_truncates_a_torn_tail_and_refuses_other_damage() {
     std::fs::write(&entries, &torn).unwrap();
     let store = Store::open(&log, "unused", &key).unwrap();
     assert_eq!((store.index.tree.len(), store.end), (4, records_end as u64));
-    assert_eq!(store.truncated, (original.len() - records_end) as u64);
+    assert_eq!(store.torn, Some((records_end as u64, records_end as u64 + 7)), "the cut is reported with its range");
     drop(store);
     assert_eq!(std::fs::read(&entries).unwrap(), original[..records_end]);
 
@@ -104,7 +104,7 @@ fn recovery_truncates_a_torn_tail_and_refuses_other_damage() {
     bad[10] ^= 0xff;
     std::fs::write(&entries, &bad).unwrap();
     let err = Store::open(&log, "unused", &key).err().unwrap().to_string();
-    assert!(err.contains("corrupt entry 0 at byte 0") && err.contains("checkpointed prefix"), "{err}");
+    assert!(err.contains("corrupt entry 0 at byte 0") && err.contains("high-water mark"), "{err}");
 
     // Entries the checkpoint covers that are gone: acknowledged decisions are missing.
     std::fs::write(&entries, &original[..records_end / 2]).unwrap();

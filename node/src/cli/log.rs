@@ -301,20 +301,10 @@ fn seal(dir: PathBuf) -> u8 {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    let sealed = log_dir.join("sealed");
-    let n = std::fs::read_dir(&sealed).map(|d| d.count()).unwrap_or(0) + 1;
-    let target = sealed.join(n.to_string());
-    if let Err(e) = std::fs::create_dir_all(&target) {
-        return fail(format!("{}: {e}", target.display()));
-    }
-    for name in ["origin", "entries", "checkpoint", "checkpoints"] {
-        let from = log_dir.join(name);
-        if from.exists()
-            && let Err(e) = std::fs::rename(&from, target.join(name))
-        {
-            return fail(format!("{}: {e}", from.display()));
-        }
-    }
+    let target = match silkgate::log::seal::seal(&silkgate::log::storage::Disk, &log_dir) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     drop(lock);
     println!("sealed {} as {}; the next start begins a new log", log_dir.display(), target.display());
     0

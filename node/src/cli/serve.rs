@@ -258,7 +258,7 @@ fn settings(a: Args) -> Result<Settings, String> {
         node_id,
         validity_secs,
         no_log: a.no_log.or(f.no_log).unwrap_or(false),
-        commit: GroupCommit { delay: Duration::from_micros(delay_us), siblings },
+        commit: GroupCommit { delay: Duration::from_micros(delay_us), siblings, ..GroupCommit::default() },
         log_format,
         metrics_listen,
         reload_interval: Duration::from_millis(reload_ms),
@@ -353,7 +353,16 @@ pub fn run(args: Args) -> u8 {
         );
     }
     let state = Arc::new(NodeState::new(node_id, policies, signer, key.valid_from, s.validity_secs, log));
-    rt.block_on(serve(s, state, started))
+    let code = rt.block_on(serve(s, state.clone(), started));
+    // Drained: the log writer finishes what is queued, its thread is joined, and the
+    // final checkpoint is on disk before the process exits.
+    if let Some(log) = &state.log {
+        match log.close() {
+            Ok(()) => tracing::info!(log_size = log.size(), "decision log closed"),
+            Err(e) => return fail(format!("closing the decision log: {e}")),
+        }
+    }
+    code
 }
 
 async fn serve(s: Settings, state: Arc<NodeState>, started: std::time::Instant) -> u8 {

@@ -1,16 +1,16 @@
 //! Opening a log directory: recovery after a crash, and the in-memory index.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
-use super::{MAX_ENTRY_BYTES, RECORD_OVERHEAD};
+use super::storage::{self, Disk, LogFile, Storage};
+use super::{MAX_ENTRY_BYTES, MAX_WRITE, RECORD_OVERHEAD};
 use crate::checkpoint::Checkpoint;
 use crate::merkle::{self, Hash, Tree};
 use crate::proto;
@@ -44,15 +44,89 @@ pub enum LogError {
     Invalid(String),
 }
 
-/// The in-memory view of a log: tree, record offsets and decision ids.
+/// The running log's view of its files: the tree, where records start, and decision
+/// ids. Its memory does not grow with the log except for the decision-id index (16
+/// bytes an entry) and one offset every [`OFFSET_STRIDE`] entries.
 pub struct Index {
     pub tree: Tree,
-    /// Byte offset of each record in `entries`.
-    pub offsets: Vec<u64>,
-    /// Decision id (UUID as u128) to log index.
-    pub ids: HashMap<u128, u64, BuildHasherDefault<IdHasher>>,
-    /// The latest signed checkpoint (note text and parsed form).
+    pub offsets: Offsets,
+    pub ids: Ids,
+    /// The latest signed checkpoint (note text and parsed form); it is on disk.
     pub checkpoint: Option<(String, Checkpoint)>,
+}
+
+/// Record offsets are kept for one entry in this many; the others are found by
+/// following length prefixes from the nearest kept one.
+pub const OFFSET_STRIDE: u64 = 64;
+
+/// Where records start in `entries`, kept sparsely (see [`OFFSET_STRIDE`]).
+#[derive(Default)]
+pub struct Offsets {
+    kept: Vec<u64>,
+    len: u64,
+}
+
+impl Offsets {
+    pub fn push(&mut self, offset: u64) {
+        if self.len.is_multiple_of(OFFSET_STRIDE) {
+            self.kept.push(offset);
+        }
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The nearest kept offset at or before entry `i`: (its entry index, its offset).
+    pub fn base(&self, i: u64) -> Option<(u64, u64)> {
+        if i >= self.len {
+            return None;
+        }
+        let k = i / OFFSET_STRIDE;
+        self.kept.get(k as usize).map(|&o| (k * OFFSET_STRIDE, o))
+    }
+}
+
+/// Decision id to log index. Ids found at start are kept in a sorted array of
+/// (low 64 bits of the id, index), 16 bytes an entry; ids logged since are in a map.
+/// The low 64 bits of a UUIDv7 are random, so a clash is rare, and a lookup checks
+/// the entry itself ([`Ids::candidates`] may name more than one).
+#[derive(Default)]
+pub struct Ids {
+    sorted: Vec<(u64, u64)>,
+    recent: HashMap<u128, u64, BuildHasherDefault<IdHasher>>,
+}
+
+impl Ids {
+    fn from_unsorted(mut v: Vec<(u64, u64)>) -> Ids {
+        v.sort_unstable();
+        v.shrink_to_fit();
+        Ids { sorted: v, recent: HashMap::default() }
+    }
+
+    pub fn insert(&mut self, id: u128, index: u64) {
+        self.recent.insert(id, index);
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.recent.reserve(n);
+    }
+
+    /// Log indexes that may hold `id`: an exact match from the map, or every entry of
+    /// the sorted array with the same low 64 bits.
+    pub fn candidates(&self, id: u128) -> Vec<u64> {
+        if let Some(&i) = self.recent.get(&id) {
+            return vec![i];
+        }
+        let key = id as u64;
+        let from = self.sorted.partition_point(|&(k, _)| k < key);
+        self.sorted[from..].iter().take_while(|&&(k, _)| k == key).map(|&(_, i)| i).collect()
+    }
 }
 
 /// Hashes decision ids: UUIDv7s end in 62 random bits, so folding the two halves is a
@@ -76,25 +150,6 @@ impl Hasher for IdHasher {
     fn write_u128(&mut self, v: u128) {
         self.0 = (v as u64) ^ ((v >> 64) as u64);
     }
-}
-
-/// An open, recovered log directory.
-pub struct Store {
-    pub dir: PathBuf,
-    pub origin: String,
-    /// The entries file, for appending (writer) and positional reads (readers).
-    pub file: File,
-    /// Length of the intact records.
-    pub end: u64,
-    pub index: Index,
-    /// Bytes dropped from a torn tail during recovery.
-    pub truncated: u64,
-    /// Held open with an exclusive lock while the log is in use.
-    pub lock: File,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
-    move |source| LogError::Io { path: path.to_path_buf(), source }
 }
 
 /// The decision id of a stored SignedDecision, as a u128.
@@ -170,15 +225,6 @@ pub fn encode_record(data: &[u8], out: &mut Vec<u8>) -> Hash {
     hash
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    drop(f);
-    fs::rename(&tmp, path)
-}
-
 /// Takes the log directory's exclusive lock, so two processes never write one log.
 pub fn lock(dir: &Path) -> Result<File, LogError> {
     let path = dir.join("LOCK");
@@ -190,99 +236,369 @@ pub fn lock(dir: &Path) -> Result<File, LogError> {
     }
 }
 
-impl Store {
-    /// Opens (creating if needed) the log in `dir`, recovering from a crash: a torn tail
-    /// past the latest checkpoint is truncated; damage inside the checkpointed prefix, or
-    /// a checkpoint that does not match the entries, is an error.
-    pub fn open(dir: &Path, new_origin: &str, key: &VerifyingKey) -> Result<Store, LogError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let lock = lock(dir)?;
-        let origin_path = dir.join("origin");
-        let origin = match fs::read_to_string(&origin_path) {
-            Ok(o) => o.trim().to_string(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                replace_file(&origin_path, format!("{new_origin}\n").as_bytes()).map_err(io(&origin_path))?;
-                new_origin.to_string()
-            }
-            Err(e) => return Err(io(&origin_path)(e)),
-        };
-        let cp_path = dir.join("checkpoint");
-        let checkpoint = match fs::read_to_string(&cp_path) {
-            Ok(note) if note.is_empty() => None,
-            Ok(note) => {
-                let cp = Checkpoint::open(&note, &origin, key).map_err(|e| LogError::Inconsistent {
-                    path: cp_path.clone(),
-                    reason: format!("latest checkpoint does not verify with the node key: {e}"),
-                })?;
-                Some((note, cp))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&cp_path)(e)),
-        };
-        let path = dir.join("entries");
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io(&path))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io(&path))?;
-        let Scanned { records, end: scanned_end, stop } = scan(&bytes);
-        let covered = checkpoint.as_ref().map_or(0, |(_, c)| c.size);
-        let mut truncated = 0;
-        let mut end = scanned_end;
-        if let Some(stop) = stop {
-            if (records.len() as u64) < covered {
-                return Err(LogError::Corrupt {
-                    path,
-                    index: records.len() as u64,
-                    offset: stop.offset,
-                    reason: format!("{} (inside the checkpointed prefix of {covered} entries)", stop.reason),
-                });
-            }
-            truncated = bytes.len() as u64 - stop.offset;
-            end = stop.offset;
-            file.set_len(end).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
-            tracing::warn!(log.path = %path.display(), bytes = truncated, reason = %stop.reason, "truncated a torn tail");
+/// An open, recovered log directory.
+pub struct Store {
+    pub fs: Arc<dyn Storage>,
+    pub dir: PathBuf,
+    pub origin: String,
+    /// The entries file, for writing (the writer) and positional reads (readers).
+    pub file: Arc<dyn LogFile>,
+    /// Where the intact records end.
+    pub end: u64,
+    pub index: Index,
+    /// The checkpoint history file and its length.
+    pub history: (Arc<dyn LogFile>, u64),
+    /// The byte range of `entries` cut as a torn tail during recovery, if any.
+    pub torn: Option<(u64, u64)>,
+    /// Held open with an exclusive lock while the log is in use (real disks only).
+    pub lock: Option<File>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io { path: path.to_path_buf(), source }
+}
+
+/// The offset just past the last non-zero byte of `file` (0 if it is all zeros): the
+/// writer preallocates zero-filled space, so the records end at or before it.
+fn data_end(file: &dyn LogFile, len: u64) -> std::io::Result<u64> {
+    const CHUNK: u64 = 64 << 10;
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(start + i as u64 + 1);
         }
-        let mut index = Index {
-            tree: Tree::new(),
-            offsets: Vec::with_capacity(records.len()),
-            ids: HashMap::default(),
-            checkpoint,
-        };
-        for r in records {
-            let i = index.tree.push(r.hash);
-            index.offsets.push(r.offset);
-            if let Some(id) = decision_id_of(&r.data) {
-                index.ids.insert(id, i);
-            }
-        }
-        if let Some((_, cp)) = &index.checkpoint {
-            if cp.size > index.tree.len() {
-                return Err(LogError::Lost { path, checkpoint: cp.size, present: index.tree.len() });
-            }
-            let root = index
-                .tree
-                .root_at(cp.size)
-                .map_err(|e| LogError::Inconsistent { path: path.clone(), reason: e.to_string() })?;
-            if root != cp.root {
-                return Err(LogError::Inconsistent {
-                    path,
-                    reason: format!("the root of the first {} entries differs from the latest checkpoint's", cp.size),
-                });
-            }
-        }
-        Ok(Store { dir: dir.to_path_buf(), origin, file, end, index, truncated, lock })
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Reads a file sequentially through a buffer, by positional reads.
+struct Reader<'a> {
+    file: &'a dyn LogFile,
+    len: u64,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    at: u64,
+}
+
+impl<'a> Reader<'a> {
+    const BUF: usize = 1 << 20;
+
+    fn new(file: &'a dyn LogFile, len: u64) -> Self {
+        Reader { file, len, buf: Vec::new(), at: 0 }
     }
 
-    /// Reads the data of entry `i`.
-    pub fn read_entry(file: &File, offsets: &[u64], i: u64) -> Result<Vec<u8>, std::io::Error> {
-        let off = offsets[i as usize];
-        let mut len = [0u8; 4];
-        file.read_exact_at(&mut len, off)?;
-        let mut data = vec![0u8; u32::from_be_bytes(len) as usize];
-        file.read_exact_at(&mut data, off + 4)?;
-        Ok(data)
+    /// The `n` bytes at `offset`, or `None` past the end of the file.
+    fn get(&mut self, offset: u64, n: usize) -> std::io::Result<Option<&[u8]>> {
+        if offset + n as u64 > self.len {
+            return Ok(None);
+        }
+        let buffered = offset >= self.at && offset + n as u64 <= self.at + self.buf.len() as u64;
+        if !buffered {
+            let want = n.max(Self::BUF).min((self.len - offset) as usize);
+            self.buf.resize(want, 0);
+            self.file.read_at(&mut self.buf, offset)?;
+            self.at = offset;
+        }
+        let from = (offset - self.at) as usize;
+        Ok(Some(&self.buf[from..from + n]))
     }
+}
+
+/// One checkpoint note as found on disk.
+struct Found {
+    path: PathBuf,
+    note: String,
+    cp: Checkpoint,
+}
+
+impl Store {
+    /// Opens (creating if needed) the log in `dir` on the real disk, under its lock.
+    pub fn open(dir: &Path, new_origin: &str, key: &VerifyingKey) -> Result<Store, LogError> {
+        let fs: Arc<dyn Storage> = Arc::new(Disk);
+        storage::create_dir_all(fs.as_ref(), dir).map_err(io(dir))?;
+        let lock = lock(dir)?;
+        let mut store = Store::open_on(fs, dir, new_origin, key)?;
+        store.lock = Some(lock);
+        Ok(store)
+    }
+
+    /// Opens (creating if needed) the log in `dir` on `fs`, recovering from a crash.
+    ///
+    /// The high-water mark is the largest checkpoint on disk (the `checkpoint` file or
+    /// the last note of the `checkpoints` history): every checkpoint the node ever let
+    /// out was on disk first. Recovery never ends below it. Damage at or below it is an
+    /// error naming the file, entry and byte offset, and so is damage followed by more
+    /// data than the one write that can have been in progress ([`MAX_WRITE`] bytes).
+    /// Only a torn tail past every signed size, that one write could have left, is cut,
+    /// and the cut is logged with its byte range.
+    pub fn open_on(fs: Arc<dyn Storage>, dir: &Path, new_origin: &str, key: &VerifyingKey) -> Result<Store, LogError> {
+        let f = fs.as_ref();
+        storage::create_dir_all(f, dir).map_err(io(dir))?;
+        super::seal::finish(f, dir)?;
+        let origin_path = dir.join("origin");
+        let entries_path = dir.join("entries");
+        let history_path = dir.join("checkpoints");
+        let cp_path = dir.join("checkpoint");
+        let origin = match storage::read_all(f, &origin_path).map_err(io(&origin_path))? {
+            Some(o) => String::from_utf8_lossy(&o).trim().to_string(),
+            None => return Store::create(fs, dir, new_origin),
+        };
+        if origin.is_empty() {
+            return Err(LogError::Invalid(format!("log {}: the file is empty", origin_path.display())));
+        }
+        let file = match fs.open(&entries_path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LogError::Invalid(format!(
+                    "log {}: missing, while {} names an existing log; restore it or move the log directory aside",
+                    entries_path.display(),
+                    origin_path.display()
+                )));
+            }
+            Err(e) => return Err(io(&entries_path)(e)),
+        };
+        let history = fs.open(&history_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                LogError::Invalid(format!(
+                    "log {}: missing, while {} exists",
+                    history_path.display(),
+                    origin_path.display()
+                ))
+            } else {
+                io(&history_path)(e)
+            }
+        })?;
+        let open_note = |path: &Path, note: String| -> Result<Found, LogError> {
+            let cp = Checkpoint::open(&note, &origin, key).map_err(|e| LogError::Inconsistent {
+                path: path.to_path_buf(),
+                reason: format!("checkpoint does not verify with the node key: {e}"),
+            })?;
+            Ok(Found { path: path.to_path_buf(), note, cp })
+        };
+        let latest = match storage::read_all(f, &cp_path).map_err(io(&cp_path))? {
+            Some(b) if !b.is_empty() => {
+                let note = String::from_utf8(b)
+                    .map_err(|_| LogError::Inconsistent { path: cp_path.clone(), reason: "not UTF-8".into() })?;
+                Some(open_note(&cp_path, note)?)
+            }
+            _ => None,
+        };
+        let (last_note, history_len) = read_history(&history_path, history.as_ref())?;
+        let last = last_note.map(|n| open_note(&history_path, n)).transpose()?;
+
+        // Stream the records.
+        let len = file.len().map_err(io(&entries_path))?;
+        let nonzero = data_end(file.as_ref(), len).map_err(io(&entries_path))?;
+        let mut reader = Reader::new(file.as_ref(), len);
+        let mut tree = Tree::new();
+        let mut offsets = Offsets::default();
+        let mut ids = Vec::new();
+        let mut pos = 0u64;
+        let mut stop = None;
+        while pos < nonzero {
+            let fail = |reason: &str| Some(Stop { offset: pos, reason: reason.to_string() });
+            let Some(prefix) = reader.get(pos, 4).map_err(io(&entries_path))? else {
+                stop = fail("incomplete length prefix");
+                break;
+            };
+            let n = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+            if n == 0 || n > MAX_ENTRY_BYTES {
+                stop = Some(Stop { offset: pos, reason: format!("length {n} is not a valid entry length") });
+                break;
+            }
+            let Some(record) = reader.get(pos + 4, n + 32).map_err(io(&entries_path))? else {
+                stop = fail("incomplete record");
+                break;
+            };
+            let (data, stored) = record.split_at(n);
+            let hash = merkle::leaf_hash(data);
+            if hash != stored {
+                stop = fail("stored leaf hash does not match the entry data");
+                break;
+            }
+            let i = tree.push(hash);
+            offsets.push(pos);
+            if let Some(id) = decision_id_of(data) {
+                ids.push((id as u64, i));
+            }
+            pos += (RECORD_OVERHEAD + n) as u64;
+        }
+        let mark = [&latest, &last].into_iter().flatten().map(|c| c.cp.size).max().unwrap_or(0);
+        let mut torn = None;
+        if let Some(stop) = stop {
+            let corrupt = |reason: String| LogError::Corrupt {
+                path: entries_path.clone(),
+                index: tree.len(),
+                offset: stop.offset,
+                reason,
+            };
+            if tree.len() < mark {
+                return Err(corrupt(format!(
+                    "{} (at or below the high-water mark: a signed checkpoint covers {mark} entries)",
+                    stop.reason
+                )));
+            }
+            if nonzero - stop.offset > MAX_WRITE {
+                return Err(corrupt(format!(
+                    "{} and followed by {} more bytes of data, more than the {MAX_WRITE} bytes one unfinished write can leave: not a torn tail",
+                    stop.reason,
+                    nonzero - stop.offset
+                )));
+            }
+            file.set_len(stop.offset).map_err(io(&entries_path))?;
+            file.sync_all().map_err(io(&entries_path))?;
+            tracing::warn!(
+                log_path = %entries_path.display(),
+                from_byte = stop.offset,
+                to_byte = nonzero,
+                reason = %stop.reason,
+                "cut a torn tail from the decision log: a write in progress at a crash, past every acknowledged entry and every signed checkpoint"
+            );
+            torn = Some((stop.offset, nonzero));
+            pos = stop.offset;
+        } else if pos > len {
+            pos = len;
+        }
+        // Every checkpoint on disk must match the entries.
+        for c in [&latest, &last].into_iter().flatten() {
+            if c.cp.size > tree.len() {
+                return Err(LogError::Lost { path: c.path.clone(), checkpoint: c.cp.size, present: tree.len() });
+            }
+            let root = tree
+                .root_at(c.cp.size)
+                .map_err(|e| LogError::Inconsistent { path: c.path.clone(), reason: e.to_string() })?;
+            if root != c.cp.root {
+                return Err(LogError::Inconsistent {
+                    path: c.path.clone(),
+                    reason: format!("the root of the first {} entries differs from this checkpoint's", c.cp.size),
+                });
+            }
+        }
+        let newest = match (latest, last) {
+            (Some(a), Some(b)) => Some(if b.cp.size > a.cp.size { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        if newest.is_none() && !tree.is_empty() {
+            return Err(LogError::Invalid(format!(
+                "log {}: missing or empty, and the history holds no checkpoint, while {} holds {} entries",
+                cp_path.display(),
+                entries_path.display(),
+                tree.len()
+            )));
+        }
+        let index = Index { tree, offsets, ids: Ids::from_unsorted(ids), checkpoint: newest.map(|c| (c.note, c.cp)) };
+        Ok(Store {
+            fs,
+            dir: dir.to_path_buf(),
+            origin,
+            file,
+            end: pos,
+            index,
+            history: (history, history_len),
+            torn,
+            lock: None,
+        })
+    }
+
+    /// Creates a new log: `entries` and `checkpoints` empty, then `origin` last, so a
+    /// directory without `origin` never holds an acknowledged entry.
+    fn create(fs: Arc<dyn Storage>, dir: &Path, origin: &str) -> Result<Store, LogError> {
+        let f = fs.as_ref();
+        let entries_path = dir.join("entries");
+        if let Some(old) = storage::read_all(f, &entries_path).map_err(io(&entries_path))?
+            && old.iter().any(|&b| b != 0)
+        {
+            return Err(LogError::Invalid(format!(
+                "log {}: holds data but {} is missing; restore it or move the log directory aside",
+                entries_path.display(),
+                dir.join("origin").display()
+            )));
+        }
+        let file = storage::create_empty(f, &entries_path).map_err(io(&entries_path))?;
+        let history_path = dir.join("checkpoints");
+        let history = storage::create_empty(f, &history_path).map_err(io(&history_path))?;
+        let cp_path = dir.join("checkpoint");
+        if fs.kind(&cp_path).map_err(io(&cp_path))?.is_some() {
+            fs.remove_file(&cp_path).map_err(io(&cp_path))?;
+        }
+        let origin_path = dir.join("origin");
+        storage::replace(f, &origin_path, format!("{origin}\n").as_bytes()).map_err(io(&origin_path))?;
+        let index = Index { tree: Tree::new(), offsets: Offsets::default(), ids: Ids::default(), checkpoint: None };
+        Ok(Store {
+            fs,
+            dir: dir.to_path_buf(),
+            origin: origin.to_string(),
+            file,
+            end: 0,
+            index,
+            history: (history, 0),
+            torn: None,
+            lock: None,
+        })
+    }
+
+    /// Reads the data of entry `i`, given the nearest kept offset (see [`Offsets::base`]).
+    pub fn read_entry(file: &dyn LogFile, base: (u64, u64), i: u64) -> std::io::Result<Vec<u8>> {
+        let (mut at, mut off) = base;
+        let mut len = [0u8; 4];
+        loop {
+            file.read_at(&mut len, off)?;
+            let n = u32::from_be_bytes(len) as u64;
+            if at == i {
+                let mut data = vec![0u8; n as usize];
+                file.read_at(&mut data, off + 4)?;
+                return Ok(data);
+            }
+            off += RECORD_OVERHEAD as u64 + n;
+            at += 1;
+        }
+    }
+}
+
+/// Reads the checkpoint history: the last complete note, and the length of the complete
+/// records. An incomplete record at the end (an append cut by a crash, never synced, so
+/// never served) is cut.
+fn read_history(path: &Path, file: &dyn LogFile) -> Result<(Option<String>, u64), LogError> {
+    let len = file.len().map_err(io(path))?;
+    let mut reader = Reader::new(file, len);
+    let mut pos = 0u64;
+    let mut last = None;
+    while pos < len {
+        let Some(prefix) = reader.get(pos, 4).map_err(io(path))? else { break };
+        let n = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if n == 0 || n > crate::checkpoint::MAX_NOTE_LEN {
+            break;
+        }
+        let Some(note) = reader.get(pos + 4, n).map_err(io(path))? else { break };
+        last = Some((pos, note.to_vec()));
+        pos += 4 + n as u64;
+    }
+    if len - pos > 4 + crate::checkpoint::MAX_NOTE_LEN as u64 {
+        return Err(LogError::Corrupt {
+            path: path.to_path_buf(),
+            index: 0,
+            offset: pos,
+            reason: format!("a bad record followed by {} more bytes: more than one unfinished append", len - pos),
+        });
+    }
+    if pos < len {
+        file.set_len(pos).map_err(io(path))?;
+        file.sync_all().map_err(io(path))?;
+        tracing::warn!(log_path = %path.display(), from_byte = pos, to_byte = len, "cut an unfinished record from the checkpoint history");
+    }
+    let note = match last {
+        Some((at, b)) => Some(String::from_utf8(b).map_err(|_| LogError::Inconsistent {
+            path: path.to_path_buf(),
+            reason: format!("the note at byte {at} is not UTF-8"),
+        })?),
+        None => None,
+    };
+    Ok((note, pos))
 }
 
 #[cfg(test)]

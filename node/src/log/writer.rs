@@ -10,16 +10,17 @@
 //! whatever its size, so on a busy node bigger groups leave more CPU for requests.
 //! A group's answers are sent by one task on the service's runtime (see [`dispatcher`]).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::store::{Index, LogError, Store, encode_record, replace_file};
+use super::storage::{self, LogFile, Storage};
+use super::store::{Index, LogError, Store, decision_id_of, encode_record};
+use super::{MAX_WRITE, RECORD_OVERHEAD};
 use crate::checkpoint::Checkpoint;
 use crate::decision::Signer;
 use crate::merkle::Hash;
@@ -28,8 +29,8 @@ use crate::merkle::Hash;
 const MAX_GROUP: usize = 4096;
 /// The entries file grows in zero-filled steps of this many bytes.
 const PREALLOCATE: u64 = 4 << 20;
-/// How often the `checkpoint` file is rewritten and the history grows, at most.
-const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+/// Default [`GroupCommit::checkpoint_interval`].
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// A group with this many entries syncs without waiting for more: a sync's cost is then
 /// about 1 us per entry. A batch of 64 or more reaches it alone.
 const GATHER_ENOUGH: usize = 64;
@@ -162,19 +163,32 @@ impl Drop for Serving {
     }
 }
 
-/// How the writer forms groups; see [`Writer::gather`].
+/// How the writer forms groups (see [`Writer::gather`]) and how often it signs a
+/// checkpoint nobody asked for.
 #[derive(Clone, Copy, Debug)]
 pub struct GroupCommit {
     /// Longest a group waits for more calls before it is synced; zero syncs at once.
     pub delay: Duration,
     /// Calls being served at which the writer starts waiting; below it, syncs at once.
     pub siblings: usize,
+    /// When the log has grown, a checkpoint is signed and stored at least this often.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for GroupCommit {
     fn default() -> Self {
-        GroupCommit { delay: Duration::from_micros(DEFAULT_COMMIT_DELAY_US), siblings: DEFAULT_COMMIT_SIBLINGS }
+        GroupCommit {
+            delay: Duration::from_micros(DEFAULT_COMMIT_DELAY_US),
+            siblings: DEFAULT_COMMIT_SIBLINGS,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
     }
+}
+
+/// The checkpoint history file, appended under its own lock by whoever signs.
+struct History {
+    file: Arc<dyn LogFile>,
+    len: u64,
 }
 
 struct Shared {
@@ -182,11 +196,15 @@ struct Shared {
     serving: AtomicUsize,
     commit: GroupCommit,
     index: RwLock<Index>,
-    reader: File,
+    reader: Arc<dyn LogFile>,
     signer: Arc<Signer>,
     origin: String,
     poisoned: AtomicBool,
     stats: Stats,
+    fs: Arc<dyn Storage>,
+    dir: PathBuf,
+    /// Held while a checkpoint is signed and stored: one at a time, in order of size.
+    history: Mutex<History>,
 }
 
 /// An inclusion proof with what an auditor needs beside it.
@@ -204,6 +222,7 @@ pub struct Inclusion {
 pub struct LogHandle {
     feed: Arc<Feed>,
     shared: Arc<Shared>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 fn read_lock(s: &Shared) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -216,41 +235,49 @@ impl LogHandle {
     /// Starts the writer thread over a recovered store. Signs a checkpoint first when the
     /// store has entries the latest checkpoint does not cover (or no checkpoint at all).
     pub fn start(store: Store, signer: Arc<Signer>, commit: GroupCommit) -> Result<LogHandle, LogError> {
-        let Store { dir, origin, file, end, mut index, truncated: _, lock } = store;
-        let reader = file.try_clone().map_err(|source| LogError::Io { path: dir.join("entries"), source })?;
-        let history_path = dir.join("checkpoints");
-        let mut history = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&history_path)
-            .map_err(|source| LogError::Io { path: history_path.clone(), source })?;
-        let needs = index.checkpoint.as_ref().is_none_or(|(_, c)| c.size < index.tree.len());
-        if needs {
-            let (note, cp) = sign_checkpoint(&origin, &index, &signer);
-            persist_now(&dir, &note, &mut history).map_err(|source| LogError::Io { path: dir.clone(), source })?;
-            index.checkpoint = Some((note, cp));
-        }
+        let Store { fs, dir, origin, file, end, index, history, torn: _, lock } = store;
         let shared = Arc::new(Shared {
             serving: AtomicUsize::new(0),
             commit,
             index: RwLock::new(index),
-            reader,
+            reader: file.clone(),
             signer: signer.clone(),
             origin,
             poisoned: AtomicBool::new(false),
             stats: Stats::default(),
+            fs,
+            dir,
+            history: Mutex::new(History { file: history.0, len: history.1 }),
         });
+        latest(&shared)?;
         let queue = Arc::new(Queue { state: Mutex::new(Waiting::default()), ready: Condvar::new() });
         let (q, s) = (queue.clone(), shared.clone());
         let dispatch = dispatcher();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("silkgate-log".into())
             .spawn(move || {
-                run(q, file, end, s, dir, history, dispatch);
+                run(q, file, end, s, dispatch);
                 drop(lock);
             })
-            .map_err(|source| LogError::Io { path: history_path, source })?;
-        Ok(LogHandle { feed: Arc::new(Feed(queue)), shared })
+            .map_err(|source| LogError::Io { path: shared.dir.clone(), source })?;
+        Ok(LogHandle { feed: Arc::new(Feed(queue)), shared, writer: Arc::new(Mutex::new(Some(thread))) })
+    }
+
+    /// Stops the log: refuses new entries, lets the writer finish every group already
+    /// queued, waits for its thread, and stores the final checkpoint. Called once the
+    /// server has drained; later appends get [`LogError::Stopped`]. Idempotent.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.feed.0.close();
+        let thread = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread
+            && t.join().is_err()
+        {
+            return Err(LogError::Poisoned);
+        }
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(LogError::Poisoned);
+        }
+        latest(&self.shared).map(|_| ())
     }
 
     /// Counts one call as being served until the guard is dropped (taken by the service
@@ -319,49 +346,57 @@ impl LogHandle {
         read_lock(&self.shared).tree.len()
     }
 
-    /// The latest signed checkpoint.
-    pub fn checkpoint(&self) -> (String, Checkpoint) {
+    /// The latest signed checkpoint, covering every durable entry; it is on disk.
+    pub fn checkpoint(&self) -> Result<(String, Checkpoint), LogError> {
         latest(&self.shared)
     }
 
-    pub fn index_of(&self, decision_id: &str) -> Option<u64> {
-        let id = uuid::Uuid::parse_str(decision_id).ok()?.as_u128();
-        read_lock(&self.shared).ids.get(&id).copied()
+    /// The log index of a decision id.
+    pub fn index_of(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
+        let Ok(id) = uuid::Uuid::parse_str(decision_id) else { return Ok(None) };
+        let id = id.as_u128();
+        let candidates = read_lock(&self.shared).ids.candidates(id);
+        for i in candidates {
+            let data = self.read(i)?;
+            if decision_id_of(&data) == Some(id) {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads entry `i`, which must be below the tree size. Entries are never rewritten,
+    /// so the file is read without holding the index lock.
+    fn read(&self, i: u64) -> Result<Vec<u8>, LogError> {
+        let base = read_lock(&self.shared).offsets.base(i);
+        let base = base.ok_or_else(|| LogError::OutOfRange(format!("index: {i} is past the end of the log")))?;
+        Store::read_entry(self.shared.reader.as_ref(), base, i)
+            .map_err(|source| LogError::Io { path: self.shared.dir.join("entries"), source })
     }
 
     /// An inclusion proof of entry `index` in the tree of `size` entries (0: the latest
     /// checkpoint), with the entry data and, for size 0, that checkpoint.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<Inclusion, LogError> {
-        if size == 0 {
-            latest(&self.shared);
-        }
-        let idx = read_lock(&self.shared);
-        let (size, cp) = match size {
-            0 => {
-                let cp = idx.checkpoint.clone().expect("a checkpoint is signed at start");
-                (cp.1.size, Some(cp))
-            }
-            s => (s, None),
-        };
+        let cp = if size == 0 { Some(latest(&self.shared)?) } else { None };
+        let size = cp.as_ref().map_or(size, |c| c.1.size);
         if index >= size {
             return Err(LogError::OutOfRange(format!("index: {index} is not below tree size {size}")));
         }
-        if size > idx.tree.len() {
-            return Err(LogError::Invalid(format!("tree size {size} is larger than the log ({})", idx.tree.len())));
-        }
-        let proof = idx.tree.inclusion_proof(index, size).map_err(|e| LogError::Invalid(e.to_string()))?;
-        let data = Store::read_entry(&self.shared.reader, &idx.offsets, index)
-            .map_err(|source| LogError::Io { path: "entries".into(), source })?;
-        Ok(Inclusion { size, proof, entry: data, checkpoint: cp })
+        let proof = {
+            let idx = read_lock(&self.shared);
+            if size > idx.tree.len() {
+                return Err(LogError::Invalid(format!("tree size {size} is larger than the log ({})", idx.tree.len())));
+            }
+            idx.tree.inclusion_proof(index, size).map_err(|e| LogError::Invalid(e.to_string()))?
+        };
+        let entry = self.read(index)?;
+        Ok(Inclusion { size, proof, entry, checkpoint: cp })
     }
 
     /// A consistency proof from `size1` to `size2` (0: the latest checkpoint).
     pub fn consistency(&self, size1: u64, size2: u64) -> Result<(u64, Vec<Hash>), LogError> {
-        if size2 == 0 {
-            latest(&self.shared);
-        }
+        let size2 = if size2 == 0 { latest(&self.shared)?.1.size } else { size2 };
         let idx = read_lock(&self.shared);
-        let size2 = if size2 == 0 { idx.checkpoint.as_ref().map_or(0, |c| c.1.size) } else { size2 };
         if size1 > size2 || size2 > idx.tree.len() {
             return Err(LogError::Invalid(format!(
                 "sizes must satisfy size1 <= size2 <= log size ({}), got {size1} and {size2}",
@@ -374,107 +409,107 @@ impl LogHandle {
 
     /// Up to `count` entries from `start`.
     pub fn entries(&self, start: u64, count: u64) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
-        let idx = read_lock(&self.shared);
-        let end = start.saturating_add(count).min(idx.tree.len());
-        (start..end)
-            .map(|i| {
-                Store::read_entry(&self.shared.reader, &idx.offsets, i)
-                    .map(|d| (i, d))
-                    .map_err(|source| LogError::Io { path: "entries".into(), source })
-            })
-            .collect()
+        let (end, base) = {
+            let idx = read_lock(&self.shared);
+            (start.saturating_add(count).min(idx.tree.len()), idx.offsets.base(start))
+        };
+        let Some(mut at) = base else { return Ok(Vec::new()) };
+        let path = || self.shared.dir.join("entries");
+        let mut out = Vec::new();
+        let file = self.shared.reader.as_ref();
+        let mut len = [0u8; 4];
+        // Follow the length prefixes from the nearest kept offset: entries are contiguous.
+        for i in at.0..end {
+            file.read_at(&mut len, at.1).map_err(|source| LogError::Io { path: path(), source })?;
+            let n = u32::from_be_bytes(len) as u64;
+            if i >= start {
+                let mut data = vec![0u8; n as usize];
+                file.read_at(&mut data, at.1 + 4).map_err(|source| LogError::Io { path: path(), source })?;
+                out.push((i, data));
+            }
+            at = (i + 1, at.1 + RECORD_OVERHEAD as u64 + n);
+        }
+        Ok(out)
     }
 }
 
-/// The checkpoint over every durable entry, signed now if the latest signed one is older.
+/// The checkpoint over every durable entry, signed and stored now if the latest one is
+/// older.
 ///
 /// Checkpoints are signed when someone needs one (a checkpoint or proof request, the
-/// once-a-second file rewrite), not per group commit: a signature per commit cost more
-/// than the commit's own work. Whatever it covers is on disk: the tree holds only
-/// synced entries.
-fn latest(shared: &Shared) -> (String, Checkpoint) {
-    {
+/// writer's [`GroupCommit::checkpoint_interval`], shutdown), not per group commit: a
+/// signature per commit cost more than the commit's own work. Whatever it covers is on
+/// disk (the tree holds only synced entries), and the checkpoint itself is on disk,
+/// appended to the history and written to the `checkpoint` file with their syncs,
+/// before anyone gets it: it is the high-water mark recovery never goes below. A
+/// checkpoint that cannot be stored is not given out, and the log stops taking entries
+/// (a full or failing disk), so no decision is answered that a later checkpoint could
+/// not cover.
+fn latest(shared: &Shared) -> Result<(String, Checkpoint), LogError> {
+    let current = |idx: &Index| idx.checkpoint.clone().filter(|c| c.1.size == idx.tree.len());
+    if let Some(cp) = current(&read_lock(shared)) {
+        return Ok(cp);
+    }
+    let mut history = shared.history.lock().unwrap_or_else(|e| e.into_inner());
+    // Signing happens outside the index lock, so the writer is never kept waiting.
+    let cp = {
         let idx = read_lock(shared);
-        if let Some(cp) = idx.checkpoint.as_ref().filter(|c| c.1.size == idx.tree.len()) {
-            return cp.clone();
+        if let Some(cp) = current(&idx) {
+            return Ok(cp);
         }
+        let root = idx.tree.root_at(idx.tree.len()).map_err(|e| LogError::Invalid(e.to_string()))?;
+        Checkpoint { origin: shared.origin.clone(), size: idx.tree.len(), root, extensions: Vec::new() }
+    };
+    if shared.poisoned.load(Ordering::Acquire) {
+        return Err(LogError::Poisoned);
+    }
+    let note = cp.sign(shared.signer.signing_key());
+    if let Err(e) = store_checkpoint(shared, &mut history, &note) {
+        tracing::error!(error = %e, "could not store a checkpoint; refusing further decisions");
+        shared.poisoned.store(true, Ordering::Release);
+        return Err(e);
     }
     let mut idx = shared.index.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(cp) = idx.checkpoint.as_ref().filter(|c| c.1.size == idx.tree.len()) {
-        return cp.clone();
+    if idx.checkpoint.as_ref().is_none_or(|c| c.1.size < cp.size) {
+        idx.checkpoint = Some((note.clone(), cp.clone()));
     }
-    let signed = sign_checkpoint(&shared.origin, &idx, &shared.signer);
-    idx.checkpoint = Some(signed.clone());
-    signed
+    Ok((note, cp))
 }
 
-fn sign_checkpoint(origin: &str, index: &Index, signer: &Signer) -> (String, Checkpoint) {
-    let cp = Checkpoint {
-        origin: origin.to_string(),
-        size: index.tree.len(),
-        root: index.tree.root(),
-        extensions: Vec::new(),
-    };
-    (cp.sign(signer.signing_key()), cp)
-}
-
-fn persist_now(dir: &std::path::Path, note: &str, history: &mut File) -> std::io::Result<()> {
-    replace_file(&dir.join("checkpoint"), note.as_bytes())?;
-    append_history(history, note)
-}
-
-fn append_history(history: &mut File, note: &str) -> std::io::Result<()> {
+/// Appends `note` to the history and syncs it, then replaces the `checkpoint` file.
+fn store_checkpoint(shared: &Shared, history: &mut History, note: &str) -> Result<(), LogError> {
+    let hpath = || shared.dir.join("checkpoints");
     let mut rec = (note.len() as u32).to_be_bytes().to_vec();
     rec.extend_from_slice(note.as_bytes());
-    history.write_all(&rec)
+    history.file.write_at(&rec, history.len).map_err(|source| LogError::Io { path: hpath(), source })?;
+    history.file.sync_data().map_err(|source| LogError::Io { path: hpath(), source })?;
+    history.len += rec.len() as u64;
+    let path = shared.dir.join("checkpoint");
+    storage::replace(shared.fs.as_ref(), &path, note.as_bytes()).map_err(|source| LogError::Io { path, source })
 }
 
 /// The writer thread's state.
 struct Writer {
     queue: Arc<Queue>,
-    file: File,
+    file: Arc<dyn LogFile>,
     /// Where the records end (the next record goes here).
     end: u64,
     /// Length of the entries file: records, then zero-filled preallocated space.
     allocated: u64,
     shared: Arc<Shared>,
-    dir: std::path::PathBuf,
-    history: File,
     buf: Vec<u8>,
-    /// Size of the checkpoint last written to the `checkpoint` file and the history.
-    persisted: Option<u64>,
-    last_persist: Instant,
+    /// When the writer last made sure a checkpoint covers the log.
+    last_checkpoint: Instant,
     /// See [`dispatcher`].
     dispatch: Option<Dispatch>,
 }
 
-fn run(
-    queue: Arc<Queue>,
-    file: File,
-    end: u64,
-    shared: Arc<Shared>,
-    dir: std::path::PathBuf,
-    history: File,
-    dispatch: Option<Dispatch>,
-) {
-    let persisted = read_lock(&shared).checkpoint.as_ref().map(|c| c.1.size);
-    let allocated = file.metadata().map_or(end, |m| m.len());
+fn run(queue: Arc<Queue>, file: Arc<dyn LogFile>, end: u64, shared: Arc<Shared>, dispatch: Option<Dispatch>) {
+    let allocated = file.len().unwrap_or(end);
     // However the writer ends, even by a panic, no call waits for it: the queue closes
     // and what is queued is refused.
     let _closer = CloseOnExit(queue.clone(), shared.clone());
-    let w = Writer {
-        queue,
-        file,
-        end,
-        allocated,
-        shared,
-        dir,
-        history,
-        buf: Vec::new(),
-        persisted,
-        last_persist: Instant::now(),
-        dispatch,
-    };
+    let w = Writer { queue, file, end, allocated, shared, buf: Vec::new(), last_checkpoint: Instant::now(), dispatch };
     w.run();
 }
 
@@ -497,12 +532,19 @@ impl Writer {
             if !self.commit(jobs) {
                 return;
             }
-            if self.last_persist.elapsed() >= PERSIST_INTERVAL {
-                self.persist();
+            if self.last_checkpoint.elapsed() >= self.shared.commit.checkpoint_interval {
+                self.checkpoint();
             }
         }
-        self.persist();
-        let _ = self.history.sync_all();
+        self.checkpoint();
+    }
+
+    /// Makes sure a stored checkpoint covers every entry (see [`latest`]).
+    fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        if let Err(e) = latest(&self.shared) {
+            tracing::warn!(error = %e, "could not sign and store a checkpoint");
+        }
     }
 
     /// Waits for the next group of jobs; `None` once the queue is closed and empty.
@@ -515,12 +557,13 @@ impl Writer {
                 return None;
             }
             q.wake = Wake::FirstJob;
-            let (guard, timeout) = queue.ready.wait_timeout(q, PERSIST_INTERVAL).unwrap_or_else(|e| e.into_inner());
+            let interval = self.shared.commit.checkpoint_interval;
+            let (guard, timeout) = queue.ready.wait_timeout(q, interval).unwrap_or_else(|e| e.into_inner());
             q = guard;
             q.wake = Wake::No;
             if timeout.timed_out() && q.jobs.is_empty() {
                 drop(q);
-                self.persist();
+                self.checkpoint();
                 q = queue.lock();
             }
         }
@@ -549,7 +592,7 @@ impl Writer {
     /// Measured on 2 cores at 64 calls in flight: syncing at once made groups of about 5,
     /// and the log cost about 15 us of CPU per decision; see the README, "Performance".
     fn gather<'a>(&self, mut q: MutexGuard<'a, Waiting>) -> MutexGuard<'a, Waiting> {
-        let GroupCommit { delay, siblings } = self.shared.commit;
+        let GroupCommit { delay, siblings, .. } = self.shared.commit;
         let serving = || self.shared.serving.load(Ordering::Relaxed);
         if delay.is_zero() || serving() < siblings.max(2) {
             return q;
@@ -562,25 +605,6 @@ impl Writer {
             q.wake = Wake::No;
         }
         q
-    }
-
-    /// Writes the latest checkpoint to the `checkpoint` file and the history, when it
-    /// changed. Done at most once a second (and when idle, and at shutdown), not per
-    /// group commit: rewriting a file per commit cost more than the commit's fsync.
-    fn persist(&mut self) {
-        self.last_persist = Instant::now();
-        let (note, cp) = latest(&self.shared);
-        if self.persisted == Some(cp.size) {
-            return;
-        }
-        if let Err(e) = replace_file(&self.dir.join("checkpoint"), note.as_bytes()) {
-            tracing::warn!(error = %e, "could not rewrite the latest checkpoint file");
-            return;
-        }
-        if let Err(e) = append_history(&mut self.history, &note) {
-            tracing::warn!(error = %e, "could not append to the checkpoint history");
-        }
-        self.persisted = Some(cp.size);
     }
 
     /// Makes sure the file has zero-filled space up to `need`, written and synced.
@@ -598,7 +622,7 @@ impl Writer {
         let mut at = self.allocated;
         while at < target {
             let n = (target - at).min(zeros.len() as u64) as usize;
-            self.file.write_all_at(&zeros[..n], at)?;
+            self.file.write_at(&zeros[..n], at)?;
             at += n as u64;
         }
         self.file.sync_all()?;
@@ -624,24 +648,45 @@ impl Writer {
     /// One group commit: the jobs' records in one write, one sync, then the tree and the
     /// answers. Returns false when the log can take no more entries.
     fn commit(&mut self, jobs: Vec<Job>) -> bool {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            // A checkpoint could not be stored: the disk is full or failing.
+            self.queue.refuse_all(|| LogError::Poisoned);
+            for j in jobs {
+                let _ = j.reply.send(Err(LogError::Poisoned));
+            }
+            return false;
+        }
         let n = jobs.iter().map(|j| j.entries.len()).sum();
         self.buf.clear();
         let mut hashes = Vec::with_capacity(n);
+        // Writes of at most MAX_WRITE bytes, cut at record boundaries, each synced before
+        // the next: at a crash at most one write is unfinished (see `Store::open_on`).
+        let mut writes = Vec::new();
+        let mut from = 0;
         for j in &jobs {
             for e in &j.entries {
+                let start = self.buf.len();
                 hashes.push(encode_record(&e.data, &mut self.buf));
+                if self.buf.len() - from > MAX_WRITE as usize && start > from {
+                    writes.push(from..start);
+                    from = start;
+                }
             }
         }
+        writes.push(from..self.buf.len());
         let base = self.end;
         let started = Instant::now();
         let mut phases = [Duration::ZERO; 3];
-        let mut timed = |i: usize, r: std::io::Result<()>| {
-            phases[i] = started.elapsed() - phases.iter().sum::<Duration>();
-            r
-        };
-        let written = timed(0, self.preallocate(base + self.buf.len() as u64))
-            .and_then(|()| timed(1, self.file.write_all_at(&self.buf, base)))
-            .and_then(|()| timed(2, self.file.sync_data()));
+        let mut written = self.preallocate(base + self.buf.len() as u64);
+        phases[0] = started.elapsed();
+        for w in writes {
+            let t = Instant::now();
+            written = written.and_then(|()| self.file.write_at(&self.buf[w.clone()], base + w.start as u64));
+            phases[1] += t.elapsed();
+            let t = Instant::now();
+            written = written.and_then(|()| self.file.sync_data());
+            phases[2] += t.elapsed();
+        }
         if started.elapsed() >= SLOW_COMMIT {
             tracing::warn!(
                 entries = n,
@@ -681,7 +726,7 @@ impl Writer {
                 for e in &j.entries {
                     let i = idx.tree.push(h.next().unwrap_or_default());
                     idx.offsets.push(offset);
-                    offset += (super::RECORD_OVERHEAD + e.data.len()) as u64;
+                    offset += (RECORD_OVERHEAD + e.data.len()) as u64;
                     if let Some(id) = e.id {
                         idx.ids.insert(id, i);
                     }
@@ -719,7 +764,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A delay far longer than the test: the group must close because every call
         // being served joined it, not because the delay ran out.
-        let log = start(dir.path(), GroupCommit { delay: Duration::from_secs(600), siblings: 4 });
+        let log =
+            start(dir.path(), GroupCommit { delay: Duration::from_secs(600), siblings: 4, ..GroupCommit::default() });
         let calls: Vec<Serving> = (0..10).map(|_| log.serving()).collect();
         let mut tasks = Vec::new();
         for (i, serving) in calls.into_iter().enumerate() {
@@ -744,7 +790,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_big_enough_group_syncs_without_waiting() {
         let dir = tempfile::tempdir().unwrap();
-        let log = start(dir.path(), GroupCommit { delay: Duration::from_secs(600), siblings: 2 });
+        let log =
+            start(dir.path(), GroupCommit { delay: Duration::from_secs(600), siblings: 2, ..GroupCommit::default() });
         let _others: Vec<Serving> = (0..5).map(|_| log.serving()).collect();
         let batch: Vec<Entry> = (0..GATHER_ENOUGH).map(entry).collect();
         assert_eq!(within_30s(log.append(batch)).await.unwrap(), 0);
@@ -754,7 +801,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_quiet_node_syncs_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let log = start(dir.path(), GroupCommit { delay: Duration::from_secs(600), siblings: 4 });
+        let log =
+            start(dir.path(), GroupCommit { delay: Duration::from_secs(600), siblings: 4, ..GroupCommit::default() });
         for i in 0..3 {
             let _serving = log.serving();
             assert_eq!(within_30s(log.append(vec![entry(i)])).await.unwrap(), i as u64);
@@ -763,9 +811,9 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn without_a_delay_groups_are_whatever_is_waiting() {
+    async fn without_a_delay_every_call_gets_its_own_index_once() {
         let dir = tempfile::tempdir().unwrap();
-        let log = start(dir.path(), GroupCommit { delay: Duration::ZERO, siblings: 2 });
+        let log = start(dir.path(), GroupCommit { delay: Duration::ZERO, siblings: 2, ..GroupCommit::default() });
         let serving: Vec<Serving> = (0..20).map(|_| log.serving()).collect();
         let tasks: Vec<_> = (0..20)
             .map(|i| {
@@ -773,13 +821,14 @@ mod tests {
                 tokio::spawn(async move { log.append(vec![entry(i)]).await.unwrap() })
             })
             .collect();
+        let mut indexes = Vec::new();
         for t in tasks {
-            within_30s(t).await.unwrap();
+            indexes.push(within_30s(t).await.unwrap());
         }
         drop(serving);
-        assert_eq!(log.size(), 20);
-        let syncs = log.stats().syncs.load(Ordering::Relaxed);
-        assert!((1..=20).contains(&syncs), "{syncs} syncs");
+        indexes.sort();
+        assert_eq!(indexes, (0..20).collect::<Vec<u64>>(), "every call logged once, no index given twice");
+        assert_eq!(log.stats().entries.load(Ordering::Relaxed), 20);
     }
 
     #[test]
