@@ -35,7 +35,7 @@ pub const RECORD_OVERHEAD: usize = 4 + 32;
 /// The most bytes of records the writer writes before a sync: a group larger than this
 /// is written and synced in several steps. So at a crash at most this many bytes past
 /// the last sync can be on disk, which is what recovery accepts as a torn tail.
-pub const MAX_WRITE: u64 = 4 << 20;
+pub const MAX_WRITE: u64 = 2 << 20;
 
 /// The origin of a node's log: `silkgate/<node id>/<epoch>`; the epoch starts at 1 and
 /// grows by one each time a log is sealed.

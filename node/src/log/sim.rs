@@ -2,13 +2,15 @@
 //! was synced, and can crash before any operation, losing what was not yet durable.
 //!
 //! The model, after the ALICE study of crash vulnerabilities (Pillai et al., OSDI
-//! 2014): files are inodes, names map to inodes. A file's data becomes durable at
-//! `sync_data`/`sync_all`; writes since its last sync are pending. A create, rename,
-//! remove or mkdir becomes durable when a directory it touches is synced; until then it
-//! is pending. At a crash, each pending write is applied whole, torn (a random subset
-//! of its 512-byte sectors) or not at all, in any order, and each pending name
-//! operation is kept or lost, in order. A crash is set with [`SimFs::crash_at`]: the
-//! n-th mutating operation (create, write, set_len, sync, rename, remove, mkdir,
+//! 2014) for a journaling file system such as ext4: files are inodes, names map to
+//! inodes. A file's data becomes durable at `sync_data`/`sync_all`; writes since its
+//! last sync are pending. Name operations (create, rename, remove, mkdir) are pending
+//! until a directory they touch is synced, which makes them and every earlier one
+//! durable (the journal commits in order). At a crash, each pending write is applied
+//! whole, torn (a random subset of its 512-byte sectors) or not at all, in any order;
+//! a prefix of the pending name operations is kept, a rename whole or not at all.
+//!
+//! A crash is set with [`SimFs::crash_at`]: the n-th mutating operation (create, write, set_len, sync, rename, remove, mkdir,
 //! directory sync) fails instead of running, and so does everything after it;
 //! [`SimFs::after_crash`] then gives the file system a restarted machine would see.
 
@@ -42,12 +44,16 @@ struct Inode {
 enum NameOp {
     Set(PathBuf, Entry),
     Remove(PathBuf),
+    /// A rename: one operation, so a crash keeps both names' changes or neither. A
+    /// directory moves with everything under it.
+    Move(PathBuf, PathBuf),
 }
 
 impl NameOp {
     fn touches(&self, dir: &Path) -> bool {
         match self {
             NameOp::Set(p, _) | NameOp::Remove(p) => parent(p) == dir,
+            NameOp::Move(from, to) => parent(from) == dir || parent(to) == dir,
         }
     }
 
@@ -58,6 +64,16 @@ impl NameOp {
             }
             NameOp::Remove(p) => {
                 names.remove(p);
+            }
+            NameOp::Move(from, to) => {
+                let moved: Vec<(PathBuf, Entry)> =
+                    names.iter().filter(|(p, _)| p.starts_with(from)).map(|(p, e)| (p.clone(), *e)).collect();
+                for (p, e) in moved {
+                    names.remove(&p);
+                    let rest = p.strip_prefix(from).map(Path::to_path_buf).unwrap_or_default();
+                    let new = if rest.as_os_str().is_empty() { to.clone() } else { to.join(rest) };
+                    names.insert(new, e);
+                }
             }
         }
     }
@@ -165,11 +181,15 @@ impl SimFs {
             1 => true,
             _ => rng.coin(),
         };
+        // Name operations reach the disk in order (a journal): a prefix of them is kept.
         let mut names = s.durable_names.clone();
-        for op in &s.pending_names {
-            if keep(&mut rng) {
-                op.apply(&mut names);
-            }
+        let kept = match seed {
+            0 => 0,
+            1 => s.pending_names.len(),
+            _ => (rng.next() % (s.pending_names.len() as u64 + 1)) as usize,
+        };
+        for op in &s.pending_names[..kept] {
+            op.apply(&mut names);
         }
         // Names under a directory that did not survive are gone too.
         let dirs: Vec<PathBuf> = names.iter().filter(|(_, e)| **e == Entry::Dir).map(|(p, _)| p.clone()).collect();
@@ -389,21 +409,10 @@ impl Storage for SimFs {
         if !SimFs::dir_exists(&s, &parent(to)) {
             return Err(not_found(&parent(to)));
         }
-        // A directory moves with everything under it.
-        let moved: Vec<(PathBuf, Entry)> =
-            s.names.iter().filter(|(p, _)| p.starts_with(from) && *p != from).map(|(p, e)| (p.clone(), *e)).collect();
-        SimFs::name_op(&mut s, NameOp::Remove(from.to_path_buf()));
-        SimFs::name_op(&mut s, NameOp::Set(to.to_path_buf(), e));
-        for (p, e) in moved {
-            let rest = p.strip_prefix(from).map(Path::to_path_buf).unwrap_or_default();
-            s.names.remove(&p);
-            s.names.insert(to.join(&rest), e);
-            // Children follow their directory at once in both views: they are reached
-            // through it, so they are as durable as the directory's new name.
-            if let Some(d) = s.durable_names.remove(&p) {
-                s.durable_names.insert(to.join(&rest), d);
-            }
+        if e == Entry::Dir && s.names.contains_key(to) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{}: exists", to.display())));
         }
+        SimFs::name_op(&mut s, NameOp::Move(from.to_path_buf(), to.to_path_buf()));
         Ok(())
     }
 
@@ -438,12 +447,13 @@ impl Storage for SimFs {
         let mut s = self.lock();
         SimFs::step(&mut s)?;
         s.syncs += 1;
-        let (now, later): (Vec<NameOp>, Vec<NameOp>) =
-            std::mem::take(&mut s.pending_names).into_iter().partition(|op| op.touches(dir));
-        for op in &now {
-            op.apply(&mut s.durable_names);
+        // In order, as a journal commits: everything up to the last operation on `dir`.
+        if let Some(last) = s.pending_names.iter().rposition(|op| op.touches(dir)) {
+            let now: Vec<NameOp> = s.pending_names.drain(..=last).collect();
+            for op in &now {
+                op.apply(&mut s.durable_names);
+            }
         }
-        s.pending_names = later;
         Ok(())
     }
 }
