@@ -206,7 +206,12 @@ impl ComplianceService {
                 }
             })
             .collect();
-        let response = wire::EvaluateResponse { decision: Some(data), log_index: 0, explanation };
+        let response = wire::EvaluateResponse {
+            decision: Some(data),
+            log_index: 0,
+            explanation,
+            decision_id: summary.decision_id.clone(),
+        };
         Ok(Decided { response, entry, summary, started })
     }
 
