@@ -169,7 +169,11 @@ fn consistency_refuses_a_bad_kept_checkpoint_as_invalid() {
     let other_origin = silkgate::checkpoint::vkey("silkgate/n1/2", &key.verifying_key());
     let out = run("good.note", &other_origin);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("the verifier key is for origin `silkgate/n1/2`, not `silkgate/n1/1`"), "{}", text(&out));
+    assert!(
+        text(&out).contains("the verifier key is for origin `silkgate/n1/2`, not `silkgate/n1/1`"),
+        "{}",
+        text(&out)
+    );
 
     // Operational errors: exit 2. A good checkpoint gets as far as the unreachable node.
     let out = run("missing.note", &public);

@@ -66,8 +66,12 @@ async fn a_sealed_log_stays_verifiable_and_a_new_one_begins() {
     assert_eq!(show.status.code(), Some(0), "{}", stdout(&show));
     let sealed_vkey = vkey("silkgate/n1/1", &vk);
     assert!(stdout(&show).contains(&sealed_vkey), "{}", stdout(&show));
-    let verify =
-        bin().args(["log", "verify"]).arg(data.join("log/sealed/1")).args(["--public-key", &sealed_vkey]).output().unwrap();
+    let verify = bin()
+        .args(["log", "verify"])
+        .arg(data.join("log/sealed/1"))
+        .args(["--public-key", &sealed_vkey])
+        .output()
+        .unwrap();
     assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
 
     let node = Node::start(&args);

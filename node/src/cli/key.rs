@@ -51,7 +51,9 @@ fn show(key: Option<PathBuf>, data_dir: &Path) -> u8 {
             println!("log origin:   {origin}");
             println!("verifier key: {}", checkpoint::vkey(&origin, &public));
         }
-        Ok(None) => println!("verifier key: none yet: no active log in {} (it names the log's origin)", log_dir.display()),
+        Ok(None) => {
+            println!("verifier key: none yet: no active log in {} (it names the log's origin)", log_dir.display())
+        }
         Err(e) => return fail(e),
     }
     for dir in super::log::sealed_logs(&log_dir) {
