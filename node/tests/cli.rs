@@ -222,3 +222,46 @@ fn public_keys_are_taken_as_hex_verifier_key_or_file_and_key_show_prints_them() 
     assert_eq!(v.status.code(), Some(2), "{}", text(&v));
     assert!(text(&v).contains("the key hash does not match"), "{}", text(&v));
 }
+
+#[test]
+fn verify_bundle_takes_a_verifier_key_and_checks_its_origin() {
+    use base64::Engine as _;
+    use prost::Message as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let signer = silkgate::decision::Signer::new(ed25519_dalek::SigningKey::from_bytes(&[6; 32]));
+    let decision = silkgate::proto::Decision {
+        decision_id: "0190d8a2-0000-7000-8000-000000000001".into(),
+        key_id: signer.key_id().to_string(),
+        ..Default::default()
+    };
+    let entry = silkgate::decision::sign(&decision, &signer).encode_to_vec();
+    // A log of one entry: its root is the entry's leaf hash and the proof is empty.
+    let origin = "silkgate/b1/1";
+    let root = silkgate::merkle::leaf_hash(&entry);
+    let note = silkgate::checkpoint::Checkpoint { origin: origin.into(), size: 1, root, extensions: vec![] }
+        .sign(&ed25519_dalek::SigningKey::from_bytes(&[6; 32]));
+    let bundle = serde_json::json!({
+        "format": "silkgate-evidence-v1",
+        "entry": base64::engine::general_purpose::STANDARD.encode(&entry),
+        "log_index": 0,
+        "tree_size": 1,
+        "inclusion_proof": [],
+        "checkpoint": note,
+    });
+    std::fs::write(d.join("bundle.json"), bundle.to_string()).unwrap();
+    let vk = signer.verifying_key();
+    let run = |k: &str| silkgate(&["log", "verify-bundle", "bundle.json", "--public-key", k], d);
+    for k in [hex::encode(vk.as_bytes()), silkgate::checkpoint::vkey(origin, &vk)] {
+        let out = run(&k);
+        assert_eq!(out.status.code(), Some(0), "{k}: {}", text(&out));
+        assert!(text(&out).contains("is entry 0 of log silkgate/b1/1 at size 1"), "{}", text(&out));
+    }
+    let out = run(&silkgate::checkpoint::vkey("silkgate/b1/2", &vk));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the verifier key is for origin `silkgate/b1/2`, not `silkgate/b1/1`"),
+        "{}",
+        text(&out)
+    );
+}
