@@ -123,6 +123,7 @@ impl Service {
             }),
             log_index: n,
             explanation: Vec::new(),
+            decision_id: String::new(),
         }
     }
 }

@@ -54,6 +54,8 @@ pub enum CheckpointError {
     InvalidRoot(String),
     #[error("invalid extension line {0}: must be non-empty, without controls")]
     InvalidExtension(usize),
+    #[error("invalid verifier key `{key}`: {reason}")]
+    InvalidVerifierKey { key: String, reason: &'static str },
 }
 
 /// A signed statement by the log: its first `size` entries have Merkle root `root`.
@@ -167,6 +169,28 @@ pub fn vkey(name: &str, key: &VerifyingKey) -> String {
     format!("{name}+{}+{}", hex::encode(key_hash(name, key)), STANDARD.encode(typed))
 }
 
+/// Parses a verifier key string made by [`vkey`] into its key name and Ed25519 key,
+/// checking that the key hash matches the name and the key.
+pub fn parse_vkey(s: &str) -> Result<(String, VerifyingKey), CheckpointError> {
+    let invalid = |reason| CheckpointError::InvalidVerifierKey { key: s.to_owned(), reason };
+    // The name holds no `+`; the base64 key may, so it is everything after the second.
+    let mut parts = s.splitn(3, '+');
+    let (Some(name), Some(hash), Some(typed)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid("expected `<name>+<hex key hash>+<base64 key>`"));
+    };
+    check_key_name(name).map_err(|_| invalid("the key name is empty or holds spaces or controls"))?;
+    let typed = STANDARD.decode(typed).map_err(|_| invalid("the key is not base64"))?;
+    let [ED25519, key @ ..] = typed.as_slice() else {
+        return Err(invalid("not an Ed25519 key (type byte 0x01)"));
+    };
+    let key: [u8; 32] = key.try_into().map_err(|_| invalid("an Ed25519 key is 32 bytes"))?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| invalid("not a valid Ed25519 public key"))?;
+    if hash.len() != 8 || hash != hex::encode(key_hash(name, &key)) {
+        return Err(invalid("the key hash does not match the name and key"));
+    }
+    Ok((name.to_owned(), key))
+}
+
 /// Signs `text` as a signed note with one Ed25519 signature under key name `name`.
 ///
 /// `text` must be non-empty, end in a newline and contain no control characters but
@@ -278,6 +302,26 @@ mod tests {
         let vk = key().verifying_key();
         assert_eq!(hex::encode(key_hash(ORIGIN, &vk)), "702f3c70");
         assert_eq!(vkey(ORIGIN, &vk), "example.com/log+702f3c70+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs");
+    }
+
+    #[test]
+    fn vkey_parses_back_and_refuses_a_wrong_hash() {
+        let vk = key().verifying_key();
+        assert_eq!(parse_vkey(&vkey(ORIGIN, &vk)), Ok((ORIGIN.to_owned(), vk)));
+        let go = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+        assert_eq!(parse_vkey(go).map(|(name, k)| vkey(&name, &k)), Ok(go.to_owned()));
+        for bad in [
+            "example.com/log+702f3c71+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs",
+            "other.org/log+702f3c70+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs",
+            "example.com/log+702f3c70+AupKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs",
+            "example.com/log+702f3c70+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURt",
+            "example.com/log+702f3c70",
+            "example.com/log+702F3C70+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs",
+            "+702f3c70+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs",
+        ] {
+            let err = parse_vkey(bad).unwrap_err();
+            assert!(matches!(err, CheckpointError::InvalidVerifierKey { .. }), "{bad}: {err}");
+        }
     }
 
     #[test]

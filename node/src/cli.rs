@@ -8,6 +8,7 @@ mod check;
 mod diff;
 mod eval;
 mod health;
+mod key;
 mod keygen;
 mod log;
 mod serve;
@@ -45,6 +46,8 @@ enum Command {
     Eval(eval::Args),
     /// Create a new Ed25519 signing key (PKCS#8 PEM, mode 0600).
     Keygen(keygen::Args),
+    /// Show the node key's id, public key and log verifier key, for auditors.
+    Key(key::Args),
     /// Verify a signed decision against a public key or a running node.
     Verify(verify::Args),
     /// Audit the decision log, fetch and check proofs, seal a log.
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Key(a) => key::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Log(a) => log::run(a),
     };

@@ -206,7 +206,12 @@ impl ComplianceService {
                 }
             })
             .collect();
-        let response = wire::EvaluateResponse { decision: Some(data), log_index: 0, explanation };
+        let response = wire::EvaluateResponse {
+            decision: Some(data),
+            log_index: 0,
+            explanation,
+            decision_id: summary.decision_id.clone(),
+        };
         Ok(Decided { response, entry, summary, started })
     }
 
@@ -287,6 +292,12 @@ impl ComplianceService {
             last_reload_attempt: status.last_attempt.map(|t| t.to_timestamp()),
             log_origin: self.state.log.as_ref().map(|l| l.origin().to_string()).unwrap_or_default(),
             log_size: self.state.log.as_ref().map_or(0, |l| l.size()),
+            log_verifier_key: self
+                .state
+                .log
+                .as_ref()
+                .map(|l| crate::checkpoint::vkey(l.origin(), &key))
+                .unwrap_or_default(),
         }
     }
 

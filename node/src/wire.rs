@@ -41,6 +41,8 @@ pub struct EvaluateResponse {
     pub log_index: u64,
     #[prost(message, repeated, tag = "3")]
     pub explanation: Vec<proto::RuleTrace>,
+    #[prost(string, tag = "4")]
+    pub decision_id: String,
 }
 
 /// Wire-compatible with `silkgate.v1.EvaluateBatchResponse`.
@@ -100,8 +102,14 @@ mod tests {
             decision: Some(signed.encode_to_vec().into()),
             log_index: 42,
             explanation: vec![trace.clone()],
+            decision_id: "d".into(),
         };
-        let want = proto::EvaluateResponse { decision: Some(signed), log_index: 42, explanation: vec![trace] };
+        let want = proto::EvaluateResponse {
+            decision: Some(signed),
+            log_index: 42,
+            explanation: vec![trace],
+            decision_id: "d".into(),
+        };
         assert_eq!(proto::EvaluateResponse::decode(one.encode_to_vec().as_slice()).unwrap(), want);
         assert_eq!(one.encoded_len(), want.encoded_len());
 

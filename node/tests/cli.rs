@@ -135,3 +135,133 @@ fn check_warns_about_rules_that_cannot_matter() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out).contains("warning: rule `xx.never` can never match"), "{}", text(&out));
 }
+
+/// A signed checkpoint note of `origin` at size 3.
+fn note(origin: &str, key: &ed25519_dalek::SigningKey) -> String {
+    use sha2::Digest as _;
+    let root = sha2::Sha256::digest(b"three entries").into();
+    silkgate::checkpoint::Checkpoint { origin: origin.into(), size: 3, root, extensions: vec![] }.sign(key)
+}
+
+#[test]
+fn consistency_refuses_a_bad_kept_checkpoint_as_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let origin = "silkgate/n1/1";
+    let good = note(origin, &key);
+    std::fs::write(d.join("good.note"), &good).unwrap();
+    std::fs::write(d.join("other-key.note"), note(origin, &ed25519_dalek::SigningKey::from_bytes(&[4; 32]))).unwrap();
+    std::fs::write(d.join("tampered.note"), good.replacen("\n3\n", "\n4\n", 1)).unwrap();
+    // Nothing listens on port 1: the node cannot be reached.
+    let run = |checkpoint: &str, public_key: &str| {
+        let args = ["log", "consistency", "--node", "http://127.0.0.1:1", "--checkpoint", checkpoint];
+        silkgate(&[&args[..], &["--public-key", public_key]].concat(), d)
+    };
+
+    // Invalid evidence: exit 1, before the node is asked anything.
+    for bad in ["other-key.note", "tampered.note"] {
+        let out = run(bad, &public);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {}", text(&out));
+        assert!(text(&out).contains(&format!("invalid: the kept checkpoint {bad}")), "{}", text(&out));
+    }
+    let other_origin = silkgate::checkpoint::vkey("silkgate/n1/2", &key.verifying_key());
+    let out = run("good.note", &other_origin);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the verifier key is for origin `silkgate/n1/2`, not `silkgate/n1/1`"),
+        "{}",
+        text(&out)
+    );
+
+    // Operational errors: exit 2. A good checkpoint gets as far as the unreachable node.
+    let out = run("missing.note", &public);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for k in [public.clone(), silkgate::checkpoint::vkey(origin, &key.verifying_key())] {
+        let out = run("good.note", &k);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("connect http://127.0.0.1:1"), "{}", text(&out));
+    }
+}
+
+#[test]
+fn public_keys_are_taken_as_hex_verifier_key_or_file_and_key_show_prints_them() {
+    let dir = setup();
+    let d = dir.path();
+    let kg = silkgate(&["keygen", "--out", "k.pem"], d);
+    let public = text(&kg).lines().find_map(|l| l.strip_prefix("public key: ")).unwrap().trim().to_string();
+    let deny = silkgate(&["eval", "-j", "XX", "deny.toml", "--sign", "k.pem"], d);
+    std::fs::write(d.join("d.json"), &deny.stdout).unwrap();
+
+    // Without a log, `key show` has no origin to name; with one it prints the vkey.
+    let show = silkgate(&["key", "show", "--key", "k.pem", "--data-dir", "data"], d);
+    assert_eq!(show.status.code(), Some(0), "{}", text(&show));
+    assert!(text(&show).contains(&format!("public key:   {public}")), "{}", text(&show));
+    assert!(text(&show).contains("verifier key: none yet"), "{}", text(&show));
+    std::fs::create_dir_all(d.join("data/log")).unwrap();
+    std::fs::write(d.join("data/log/origin"), "silkgate/x/1\n").unwrap();
+    let show = silkgate(&["key", "show", "--key", "k.pem", "--data-dir", "data"], d);
+    let vkey = text(&show).lines().find_map(|l| l.strip_prefix("verifier key: ")).unwrap().trim().to_string();
+    assert!(vkey.starts_with("silkgate/x/1+"), "{}", text(&show));
+    let (origin, key) = silkgate::checkpoint::parse_vkey(&vkey).unwrap();
+    assert_eq!((origin.as_str(), hex::encode(key.as_bytes())), ("silkgate/x/1", public.clone()));
+
+    std::fs::write(d.join("vkey.txt"), format!("{vkey}\n")).unwrap();
+    std::fs::write(d.join("hex.txt"), format!("{public}\n")).unwrap();
+    for k in [public.as_str(), vkey.as_str(), "vkey.txt", "hex.txt"] {
+        let v = silkgate(&["verify", "d.json", "--public-key", k], d);
+        assert_eq!(v.status.code(), Some(0), "{k}: {}", text(&v));
+    }
+    // A verifier key whose key hash does not match is refused as a bad argument.
+    let mut broken = vkey.clone();
+    let hash_at = "silkgate/x/1+".len();
+    let flipped = if &broken[hash_at..=hash_at] == "0" { "1" } else { "0" };
+    broken.replace_range(hash_at..=hash_at, flipped);
+    let v = silkgate(&["verify", "d.json", "--public-key", &broken], d);
+    assert_eq!(v.status.code(), Some(2), "{}", text(&v));
+    assert!(text(&v).contains("the key hash does not match"), "{}", text(&v));
+}
+
+#[test]
+fn verify_bundle_takes_a_verifier_key_and_checks_its_origin() {
+    use base64::Engine as _;
+    use prost::Message as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let signer = silkgate::decision::Signer::new(ed25519_dalek::SigningKey::from_bytes(&[6; 32]));
+    let decision = silkgate::proto::Decision {
+        decision_id: "0190d8a2-0000-7000-8000-000000000001".into(),
+        key_id: signer.key_id().to_string(),
+        ..Default::default()
+    };
+    let entry = silkgate::decision::sign(&decision, &signer).encode_to_vec();
+    // A log of one entry: its root is the entry's leaf hash and the proof is empty.
+    let origin = "silkgate/b1/1";
+    let root = silkgate::merkle::leaf_hash(&entry);
+    let note = silkgate::checkpoint::Checkpoint { origin: origin.into(), size: 1, root, extensions: vec![] }
+        .sign(&ed25519_dalek::SigningKey::from_bytes(&[6; 32]));
+    let bundle = serde_json::json!({
+        "format": "silkgate-evidence-v1",
+        "entry": base64::engine::general_purpose::STANDARD.encode(&entry),
+        "log_index": 0,
+        "tree_size": 1,
+        "inclusion_proof": [],
+        "checkpoint": note,
+    });
+    std::fs::write(d.join("bundle.json"), bundle.to_string()).unwrap();
+    let vk = signer.verifying_key();
+    let run = |k: &str| silkgate(&["log", "verify-bundle", "bundle.json", "--public-key", k], d);
+    for k in [hex::encode(vk.as_bytes()), silkgate::checkpoint::vkey(origin, &vk)] {
+        let out = run(&k);
+        assert_eq!(out.status.code(), Some(0), "{k}: {}", text(&out));
+        assert!(text(&out).contains("is entry 0 of log silkgate/b1/1 at size 1"), "{}", text(&out));
+    }
+    let out = run(&silkgate::checkpoint::vkey("silkgate/b1/2", &vk));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the verifier key is for origin `silkgate/b1/2`, not `silkgate/b1/1`"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,6 +1,6 @@
 //! Runs the transparency-dev Merkle proof test vectors against our RFC 9162 verifiers.
 //!
-//! The vectors live in `shared/testdata/merkle-vectors` (see its README): every
+//! The vectors live in `node/tests/data/merkle-vectors` (see its README): every
 //! inclusion and consistency case must be accepted exactly when `wantErr` is false.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use silkgate::merkle::{Hash, verify_consistency, verify_inclusion};
 
 fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/merkle-vectors")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/merkle-vectors")
 }
 
 /// Every `.json` file under `dir`, sorted so failures are reported in a stable order.

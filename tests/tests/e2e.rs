@@ -28,6 +28,7 @@ async fn evaluate_returns_verifiable_decisions() {
     assert!(d.default_applied);
     assert_eq!(d.request_sha256, Sha256::digest(req.encode_to_vec()).to_vec());
     assert_eq!(d.request_id, "r-allow");
+    assert_eq!(resp.decision_id, d.decision_id);
     assert_eq!(d.jurisdiction, "XX");
     assert_eq!(d.node_id, "test-node");
     let policy = d.policy.unwrap();
@@ -173,6 +174,8 @@ async fn batch_answers_each_item_in_order() {
                 let d = readme_verify(ok.decision.as_ref().unwrap(), &info.keys).unwrap();
                 assert_eq!(d.request_id, format!("b-{}", i + 1));
                 assert!(ids.insert(d.decision_id.clone()));
+                // Each item carries its decision id outside the payload too, the same one.
+                assert_eq!(ok.decision_id, d.decision_id);
                 verdicts.push(d.verdict);
             }
             proto::batch_result::Result::Error(e) => verdicts.push(-e.code),

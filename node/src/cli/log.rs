@@ -1,10 +1,9 @@
 //! `silkgate log ...`: audit a log offline, fetch and check proofs, seal a log.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use ed25519_dalek::VerifyingKey;
 use prost::Message;
 use silkgate::checkpoint::Checkpoint;
 use silkgate::log::audit;
@@ -12,7 +11,8 @@ use silkgate::merkle::{self, Hash};
 use silkgate::proto::{self, decision_log_client::DecisionLogClient};
 use silkgate::{decision, keys};
 
-use super::{EXIT_NEGATIVE, fail};
+use super::key::PublicKey;
+use super::{EXIT_ERROR, EXIT_NEGATIVE, fail};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,12 +22,14 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Audit a log directory offline: every entry, signature and checkpoint.
+    /// Audit a log offline: every entry, signature and checkpoint, of the active log
+    /// and of every sealed log beside it.
     Verify {
-        /// The node's data directory (holding `log/`), or a sealed log directory.
+        /// The node's data directory (holding `log/`), a log directory (holding
+        /// `entries` and `origin`, or `sealed/`), or one sealed log (`log/sealed/N`).
         dir: PathBuf,
-        /// The node's public key (64 hex characters, or a file with them or a PEM key);
-        /// default: the public half of DIR/node.key.
+        /// The node's public key: 64 hex characters, a verifier key string, or a file
+        /// holding either or a PEM key [default: the public half of DIR/node.key].
         #[arg(long)]
         public_key: Option<String>,
     },
@@ -47,6 +49,8 @@ enum Command {
     /// Check an evidence bundle offline: decision signature, inclusion, checkpoint.
     VerifyBundle {
         bundle: PathBuf,
+        /// The node's public key: 64 hex characters, a verifier key string, or a file
+        /// holding either or a PEM key.
         #[arg(long)]
         public_key: String,
     },
@@ -57,6 +61,8 @@ enum Command {
         /// An earlier checkpoint note kept by the auditor.
         #[arg(long)]
         checkpoint: PathBuf,
+        /// The node's public key: 64 hex characters, a verifier key string (`silkgate key
+        /// show` prints it), or a file holding either or a PEM key.
         #[arg(long)]
         public_key: String,
         /// Where to save the node's latest checkpoint once it verified.
@@ -71,11 +77,11 @@ enum Command {
     },
 }
 
-fn key_from(arg: Option<&str>, dir: &std::path::Path) -> Result<VerifyingKey, String> {
+fn key_from(arg: Option<&str>, data_dir: &Path) -> Result<PublicKey, String> {
     match arg {
-        Some(k) => super::verify::parse_key(k),
-        None => keys::load(&dir.join("node.key"))
-            .map(|k| k.signer.verifying_key())
+        Some(k) => PublicKey::parse(k),
+        None => keys::load(&data_dir.join("node.key"))
+            .map(|k| PublicKey { key: k.signer.verifying_key(), origin: None })
             .map_err(|e| format!("{e} (give --public-key to audit without the private key)")),
     }
 }
@@ -99,15 +105,99 @@ fn rt(f: impl std::future::Future<Output = u8>) -> u8 {
     }
 }
 
+/// Whether `dir` holds a log of its own (not only sealed ones).
+fn is_log(dir: &Path) -> bool {
+    dir.join("entries").exists() || dir.join("origin").exists()
+}
+
+/// The sealed logs under a log directory, `sealed/1`, `sealed/2`, ... in order.
+pub fn sealed_logs(log_dir: &Path) -> Vec<PathBuf> {
+    let Ok(list) = std::fs::read_dir(log_dir.join("sealed")) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = list.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let number = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u64>().ok());
+    dirs.sort_by_key(|p| (number(p).unwrap_or(u64::MAX), p.clone()));
+    dirs
+}
+
+/// Where `log verify DIR` finds logs: DIR itself when it is a log directory (or holds
+/// sealed logs), else DIR/log. Returns the log directory and the data directory, if
+/// DIR was one.
+fn locate(dir: &Path) -> Result<(PathBuf, Option<PathBuf>), String> {
+    let holds_logs = |d: &Path| is_log(d) || d.join("sealed").is_dir();
+    if holds_logs(dir) {
+        Ok((dir.to_path_buf(), None))
+    } else if holds_logs(&dir.join("log")) {
+        Ok((dir.join("log"), Some(dir.to_path_buf())))
+    } else {
+        Err(format!("`{}` holds no log: no `entries`, `origin` or `sealed/` in it or in its `log/`", dir.display()))
+    }
+}
+
 fn verify(dir: PathBuf, public_key: Option<String>) -> u8 {
-    let log_dir = if dir.join("log/entries").exists() { dir.join("log") } else { dir.clone() };
-    let key = match key_from(public_key.as_deref(), &dir) {
+    let (log_dir, data_dir) = match locate(&dir) {
+        Ok(found) => found,
+        Err(e) => return fail(e),
+    };
+    match &data_dir {
+        Some(_) => println!("data directory {}: auditing the logs in {}", dir.display(), log_dir.display()),
+        None => println!("log directory {}", log_dir.display()),
+    }
+    let key = match key_from(public_key.as_deref(), data_dir.as_deref().unwrap_or(&dir)) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
+    let mut logs = Vec::new();
+    if is_log(&log_dir) {
+        logs.push(log_dir.clone());
+    } else {
+        println!("no active log in {} (sealed and not restarted since)", log_dir.display());
+    }
+    let sealed = sealed_logs(&log_dir);
+    logs.extend(sealed.iter().cloned());
+    if logs.is_empty() {
+        return fail(format!("`{}` holds no log and no sealed log", log_dir.display()));
+    }
+    let (mut valid, mut invalid, mut errors) = (0, 0, 0);
+    for log in &logs {
+        println!();
+        match verify_one(log, &key) {
+            Ok(()) => valid += 1,
+            Err(Failed::Invalid) => invalid += 1,
+            Err(Failed::Error) => errors += 1,
+        }
+    }
+    if logs.len() > 1 || !sealed.is_empty() {
+        println!();
+        let n = logs.len();
+        let (what, sealed) = (if n == 1 { "log" } else { "logs" }, sealed.len());
+        println!("{n} {what} ({sealed} sealed): {valid} verified, {invalid} invalid, {errors} not readable");
+    }
+    if invalid > 0 {
+        EXIT_NEGATIVE
+    } else if errors > 0 {
+        EXIT_ERROR
+    } else {
+        0
+    }
+}
+
+enum Failed {
+    Invalid,
+    Error,
+}
+
+/// Audits one log directory and reports it.
+fn verify_one(log_dir: &Path, key: &PublicKey) -> Result<(), Failed> {
+    // A missing or unreadable origin file is left to the audit, which names it.
+    if let Ok(Some(origin)) = super::key::read_origin(log_dir)
+        && let Err(e) = key.check_origin(&origin)
+    {
+        println!("invalid: log {}: {e}", log_dir.display());
+        return Err(Failed::Invalid);
+    }
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last = 0u64;
-    let report = audit::audit(&log_dir, &key, |done, total| {
+    let report = audit::audit(log_dir, &key.key, |done, total| {
         // A progress line on large logs; redrawn in place on a terminal.
         if total >= 10_000 && (done == total || done - last >= total / 50) {
             last = done;
@@ -131,12 +221,15 @@ fn verify(dir: PathBuf, public_key: Option<String>) -> u8 {
             println!("entries:     {} (every leaf hash and decision signature checked)", r.entries);
             println!("checkpoints: {} (signatures and mutual consistency checked)", r.checkpoints);
             println!("latest checkpoint size {}; root of all entries {}", r.latest_size, hex::encode(r.root));
-            0
+            Ok(())
         }
-        Err(e @ audit::AuditError::Io { .. }) => fail(e),
+        Err(e @ audit::AuditError::Io { .. }) => {
+            eprintln!("error: log {}: {e}", log_dir.display());
+            Err(Failed::Error)
+        }
         Err(e) => {
-            println!("invalid: {e}");
-            EXIT_NEGATIVE
+            println!("invalid: log {}: {e}", log_dir.display());
+            Err(Failed::Invalid)
         }
     }
 }
@@ -187,7 +280,7 @@ fn hashes(list: &[serde_json::Value]) -> Result<Vec<Hash>, String> {
 }
 
 /// Checks a bundle; returns what it proves.
-fn check_bundle(text: &str, key: &VerifyingKey) -> Result<String, String> {
+fn check_bundle(text: &str, key: &PublicKey) -> Result<String, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let entry = b64.decode(v["entry"].as_str().ok_or("missing `entry`")?).map_err(|e| format!("entry: {e}"))?;
@@ -197,9 +290,10 @@ fn check_bundle(text: &str, key: &VerifyingKey) -> Result<String, String> {
     let note = v["checkpoint"].as_str().ok_or("missing `checkpoint`")?;
     let env =
         proto::SignedDecision::decode(entry.as_slice()).map_err(|e| format!("entry is not a SignedDecision: {e}"))?;
-    let d = decision::verify(&env, std::slice::from_ref(key), None).map_err(|e| format!("decision: {e}"))?;
+    let d = decision::verify(&env, std::slice::from_ref(&key.key), None).map_err(|e| format!("decision: {e}"))?;
     let origin = note.lines().next().unwrap_or_default();
-    let cp = Checkpoint::open(note, origin, key).map_err(|e| format!("checkpoint: {e}"))?;
+    key.check_origin(origin).map_err(|e| format!("checkpoint: {e}"))?;
+    let cp = Checkpoint::open(note, origin, &key.key).map_err(|e| format!("checkpoint: {e}"))?;
     if cp.size != size {
         return Err(format!("checkpoint size {} differs from the proof's tree size {size}", cp.size));
     }
@@ -215,7 +309,7 @@ fn check_bundle(text: &str, key: &VerifyingKey) -> Result<String, String> {
 }
 
 fn verify_bundle(bundle: PathBuf, public_key: String) -> u8 {
-    let key = match super::verify::parse_key(&public_key) {
+    let key = match PublicKey::parse(&public_key) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
@@ -236,18 +330,27 @@ fn verify_bundle(bundle: PathBuf, public_key: String) -> u8 {
 }
 
 async fn consistency(node: String, checkpoint: PathBuf, public_key: String, save: Option<PathBuf>) -> u8 {
-    let key = match super::verify::parse_key(&public_key) {
+    let trusted = match PublicKey::parse(&public_key) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
+    let key = trusted.key;
     let old_note = match std::fs::read_to_string(&checkpoint) {
         Ok(t) => t,
         Err(e) => return fail(format!("{}: {e}", checkpoint.display())),
     };
+    // The kept checkpoint is evidence: one that does not verify, or is of another log
+    // than the verifier key names, is a negative answer, not an operational error.
     let origin = old_note.lines().next().unwrap_or_default().to_string();
-    let old = match Checkpoint::open(&old_note, &origin, &key) {
+    let old = trusted.check_origin(&origin).and_then(|()| {
+        Checkpoint::open(&old_note, &origin, &key).map_err(|e| format!("not a checkpoint of that key: {e}"))
+    });
+    let old = match old {
         Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", checkpoint.display())),
+        Err(e) => {
+            println!("invalid: the kept checkpoint {}: {e}", checkpoint.display());
+            return EXIT_NEGATIVE;
+        }
     };
     let mut client = match DecisionLogClient::connect(node.clone()).await {
         Ok(c) => c,

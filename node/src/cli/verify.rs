@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use ed25519_dalek::VerifyingKey;
-use ed25519_dalek::pkcs8::DecodePublicKey;
 use prost::Message;
 use silkgate::decision;
 use silkgate::proto;
@@ -15,7 +14,8 @@ use super::{EXIT_NEGATIVE, fail};
 pub struct Args {
     /// Signed decision: a DSSE JSON envelope, or a binary SignedDecision protobuf.
     file: PathBuf,
-    /// Trusted public key: 64 hex characters, or a file holding them or a PEM public key.
+    /// Trusted public key: 64 hex characters, a verifier key string, or a file holding
+    /// either or a PEM public key.
     #[arg(long, conflicts_with = "node")]
     public_key: Option<String>,
     /// Fetch the trusted keys from a running node's NodeInfo, e.g. http://127.0.0.1:50051.
@@ -24,20 +24,6 @@ pub struct Args {
     /// Also reject decisions past their not_after time.
     #[arg(long)]
     check_expiry: bool,
-}
-
-pub fn parse_key(s: &str) -> Result<VerifyingKey, String> {
-    let text = match std::fs::read_to_string(s) {
-        Ok(t) => t,
-        Err(_) => s.to_string(),
-    };
-    let text = text.trim();
-    if text.starts_with("-----BEGIN") {
-        return VerifyingKey::from_public_key_pem(text).map_err(|e| format!("public key PEM: {e}"));
-    }
-    let bytes = hex::decode(text).map_err(|_| "public key: expected 64 hex characters or a PEM file".to_string())?;
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| "public key: expected 32 bytes".to_string())?;
-    VerifyingKey::from_bytes(&arr).map_err(|e| format!("public key: {e}"))
 }
 
 async fn node_keys(url: &str) -> Result<Vec<VerifyingKey>, String> {
@@ -69,7 +55,8 @@ pub fn run(args: Args) -> u8 {
         Err(e) => return fail(format!("{}: {e}", args.file.display())),
     };
     let keys = match (&args.public_key, &args.node) {
-        (Some(k), _) => parse_key(k).map(|k| vec![k]),
+        // A decision names no log origin, so a verifier key's origin is not checked.
+        (Some(k), _) => super::key::PublicKey::parse(k).map(|k| vec![k.key]),
         (None, Some(url)) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(node_keys(url)),
             Err(e) => Err(e.to_string()),
