@@ -164,3 +164,46 @@ fn digest_covers_data_files() {
     let b = digest(&SourceFiles { policy: ("p.toml", "x"), data: [("d.toml".to_string(), "2")].into() });
     assert_ne!(a, b);
 }
+
+/// `n` rules that never match, then a deny rule that always does.
+fn many_rules_then_deny(n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&rule(&format!("w{i}"), "warn", "false"));
+    }
+    text + &rule("last", "deny", "true")
+}
+
+#[test]
+fn rule_count_is_bounded_at_load() {
+    let p = policy(&many_rules_then_deny(source::MAX_RULES - 1));
+    let out = p.evaluate(&request(), Day(0));
+    assert_eq!(out.verdict, Verdict::Deny);
+    assert_eq!(out.matched.as_slice(), &[(source::MAX_RULES - 1) as u16]);
+    assert_eq!(p.rules[out.matched[0] as usize].id, "last");
+
+    let text = format!(
+        "[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"allow\"\n{}",
+        many_rules_then_deny(source::MAX_RULES)
+    );
+    let e = render(&from_text("t.toml", &text).unwrap_err());
+    assert!(e.contains("t.toml:") && e.contains("too many rules: 10001 (a policy holds at most 10000)"), "{e}");
+}
+
+#[test]
+fn a_rule_index_past_u16_is_refused_not_wrapped() {
+    // Built from a document directly, past the loader's limit: the 65,537th rule, a deny
+    // that matches, would be reported as rule 0 (a warn) and the request allowed.
+    let mut doc = source::parse("t.toml", &policy_text(&many_rules_then_deny(1))).unwrap();
+    let (never, deny) = (doc.rules[0].clone(), doc.rules[1].clone());
+    doc.rules = vec![never; 1 << 16];
+    doc.rules.push(deny);
+    match build(&doc, &[]) {
+        Ok(p) => panic!("built a policy of {} rules: {:?}", p.rules.len(), p.evaluate(&request(), Day(0)).verdict),
+        Err(d) => assert!(render(&d).contains("too many rules: 65537"), "{}", render(&d)),
+    }
+}
+
+fn policy_text(rules: &str) -> String {
+    format!("[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"allow\"\n{rules}")
+}
