@@ -276,6 +276,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn loads_a_kubernetes_configmap_layout() {
+        // Files in a hidden timestamped directory, reached through the `..data` symlink.
+        let dir = tempfile::tempdir().unwrap();
+        let files = policy_dir();
+        fs::rename(files.path(), dir.path().join("..2026_01_01")).unwrap();
+        std::os::unix::fs::symlink("..2026_01_01", dir.path().join("..data")).unwrap();
+        for name in ["cn.toml", "sg.toml", "data"] {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), dir.path().join(name)).unwrap();
+        }
+        let set = load_dir(dir.path(), None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(set.policies.keys().collect::<Vec<_>>(), ["CN", "SG"]);
+    }
+
+    #[test]
     fn a_data_file_that_is_a_fifo_is_an_error_not_a_hang() {
         let dir = policy_dir();
         replace_data_file(dir.path(), |p| {
