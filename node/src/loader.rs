@@ -27,6 +27,13 @@ use std::sync::Arc;
 use crate::diag::Diagnostic;
 use crate::policy::{self, DataText, LoadError, PolicySet, data, source};
 
+/// Policy files (`*.toml` entries) a directory may hold.
+pub const MAX_POLICY_FILES: usize = 1_000;
+
+/// Bytes one load reads in all, policy and data files together (a data file named by
+/// several policies counts each time).
+pub const MAX_LOAD_BYTES: usize = 256 << 20;
+
 /// The policy files of a directory, sorted by name: every `*.toml` entry, whatever its
 /// type, so that one that is a directory or a dangling symlink is reported, not skipped.
 pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
@@ -41,9 +48,27 @@ pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             !name.starts_with('.') && name.ends_with(".toml") && !name.ends_with(".tests.toml")
         })
+        .take(MAX_POLICY_FILES + 1)
         .collect();
+    if files.len() > MAX_POLICY_FILES {
+        let msg = format!("more than {MAX_POLICY_FILES} policy files (*.toml) in the policy directory");
+        return Err(LoadError { diagnostics: vec![Diagnostic::file(&shown, msg)] });
+    }
     files.sort();
     Ok(files)
+}
+
+/// [`read_bounded`], also counting the bytes against what is left of a load's budget.
+fn read_counted(path: &Path, root: Option<&Path>, limit: usize, budget: &mut usize) -> Result<String, String> {
+    let text = read_bounded(path, root, limit.min(*budget)).map_err(|e| {
+        if *budget < limit && e.starts_with("larger than") {
+            format!("the files of this load together exceed {MAX_LOAD_BYTES} bytes")
+        } else {
+            e
+        }
+    })?;
+    *budget -= text.len();
+    Ok(text)
 }
 
 fn kind(t: fs::FileType) -> &'static str {
@@ -109,7 +134,8 @@ pub fn load_file(path: &Path) -> Result<policy::Policy, Vec<Diagnostic>> {
 /// files instead of the policy's own (policy tests use this for fixture data; those
 /// files are the test author's choice, so they need not be inside the directory).
 pub fn load_file_with(path: &Path, overrides: &BTreeMap<String, PathBuf>) -> Result<policy::Policy, Vec<Diagnostic>> {
-    load_one(path, overrides).1
+    let mut budget = MAX_LOAD_BYTES;
+    load_one(path, overrides, &mut budget).1
 }
 
 /// Loads one policy file; also says which jurisdiction it is for, when that is known:
@@ -117,6 +143,7 @@ pub fn load_file_with(path: &Path, overrides: &BTreeMap<String, PathBuf>) -> Res
 fn load_one(
     path: &Path,
     overrides: &BTreeMap<String, PathBuf>,
+    budget: &mut usize,
 ) -> (Option<String>, Result<policy::Policy, Vec<Diagnostic>>) {
     let shown = path.display().to_string();
     let by_name = path
@@ -129,7 +156,7 @@ fn load_one(
         Ok(d) => d,
         Err(e) => return fail(format!("cannot read the policy directory: {e}")),
     };
-    let text = match read_bounded(path, Some(&dir), source::MAX_FILE_BYTES) {
+    let text = match read_counted(path, Some(&dir), source::MAX_FILE_BYTES, budget) {
         Ok(t) => t,
         Err(e) => return fail(format!("cannot read policy file: {e}")),
     };
@@ -146,8 +173,8 @@ fn load_one(
         .data
         .iter()
         .map(|r| match overrides.get(&r.name) {
-            Some(p) => read_bounded(p, None, data::MAX_FILE_BYTES),
-            None => read_bounded(&dir.join(&r.file), Some(&dir), data::MAX_FILE_BYTES),
+            Some(p) => read_counted(p, None, data::MAX_FILE_BYTES, budget),
+            None => read_counted(&dir.join(&r.file), Some(&dir), data::MAX_FILE_BYTES, budget),
         })
         .collect();
     (jurisdiction, policy::build(&doc, &data))
@@ -181,8 +208,9 @@ pub fn load_dir_with_warnings(dir: &Path, only: Option<&[String]>) -> Result<(Po
         (Some(only), Some(j)) => only.contains(j),
         (Some(_), None) => false,
     };
+    let mut budget = MAX_LOAD_BYTES;
     for path in files {
-        let (jurisdiction, result) = load_one(&path, &BTreeMap::new());
+        let (jurisdiction, result) = load_one(&path, &BTreeMap::new(), &mut budget);
         if !enforced(jurisdiction.as_ref()) {
             if let Err(d) = result {
                 warnings.extend(d.into_iter().map(Diagnostic::warning));
@@ -324,6 +352,30 @@ pub(crate) mod tests {
         assert!(e.contains(&format!("data/list.toml`: larger than {} bytes", data::MAX_FILE_BYTES)), "{e}");
         file.set_len(data::MAX_FILE_BYTES as u64).unwrap();
         assert!(read_bytes_bounded(&path, None, data::MAX_FILE_BYTES).is_ok());
+    }
+
+    #[test]
+    fn a_load_reads_a_bounded_number_of_files_and_bytes() {
+        let dir = policy_dir();
+        // Seventeen policies naming the same 16 MiB data file pass the 256 MiB budget.
+        let path = dir.path().join("data/list.toml");
+        let file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        file.set_len(data::MAX_FILE_BYTES as u64).unwrap();
+        for i in 0..15 {
+            fs::write(dir.path().join(format!("p{i:02}.toml")), policy_text(&format!("Q{}", (b'A' + i) as char), "1"))
+                .unwrap();
+        }
+        let e = load_errors(dir.path());
+        assert!(e.contains(&format!("together exceed {MAX_LOAD_BYTES} bytes")), "{e}");
+        // Past the number of policy files.
+        let dir = policy_dir();
+        for i in 0..MAX_POLICY_FILES - 2 {
+            fs::write(dir.path().join(format!("p{i:04}.toml")), "").unwrap();
+        }
+        assert!(!load_errors(dir.path()).contains("policy files"));
+        fs::write(dir.path().join("zz.toml"), "").unwrap();
+        let e = load_errors(dir.path());
+        assert!(e.contains(&format!("more than {MAX_POLICY_FILES} policy files")), "{e}");
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub const MAX_FILE_BYTES: usize = 4 << 20;
 pub const MAX_RULES: usize = 10_000;
 const _: () = assert!(MAX_RULES <= u16::MAX as usize);
 
+/// Data sets (`[data.NAME]` tables) a policy may name.
+pub const MAX_DATA_SETS: usize = 64;
+
 const POLICY_KEYS: &[&str] = &["id", "jurisdiction", "name", "version", "default", "description"];
 const RULE_KEYS: &[&str] =
     &["id", "effect", "when", "message", "citation", "url", "effective_from", "effective_until", "note"];
@@ -154,6 +157,10 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
     if let Some(v) = Reader::get(root, "data")
         && let Some(t) = r.table(v, "data")
     {
+        if let Some((k, _)) = t.iter().nth(MAX_DATA_SETS) {
+            r.error(k.span(), format!("too many data sets: {} (a policy names at most {MAX_DATA_SETS})", t.len()));
+            return Err(r.diags);
+        }
         for (k, v) in t.iter() {
             let name = k.get_ref().to_string();
             let what = format!("[data.{name}]");

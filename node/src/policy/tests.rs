@@ -282,3 +282,14 @@ fn hostile_nesting_is_an_error_not_a_crash() {
     let e = compile_when(&long).unwrap_err();
     assert!(e.starts_with("t.toml:10:9: error: invalid condition: condition is 18015 bytes long"), "{e}");
 }
+
+#[test]
+fn data_sets_per_policy_are_bounded() {
+    let sets = |n: usize| -> String {
+        (0..n).map(|i| format!("[data.d{i}]\nfile = \"d.toml\"\n")).collect::<String>() + &rule("r", "deny", "true")
+    };
+    let text = policy_text(&sets(source::MAX_DATA_SETS));
+    assert_eq!(source::parse("t.toml", &text).unwrap().data.len(), source::MAX_DATA_SETS);
+    let e = render(&source::parse("t.toml", &policy_text(&sets(source::MAX_DATA_SETS + 1))).unwrap_err());
+    assert!(e.contains("t.toml:") && e.contains("too many data sets: 65 (a policy names at most 64)"), "{e}");
+}
