@@ -186,7 +186,8 @@ fn load_one(
 pub fn load_dir(dir: &Path, only: Option<&[String]>) -> Result<PolicySet, LoadError> {
     let (set, warnings) = load_dir_with_warnings(dir, only)?;
     for w in &warnings {
-        tracing::warn!(file = %w.file, problem = %w, "a policy file this node does not enforce did not load");
+        let at = format!("{}:{}:{}", w.file, w.line, w.column);
+        tracing::warn!(at = %at, problem = %w.message, "a policy file this node does not enforce did not load");
     }
     Ok(set)
 }
