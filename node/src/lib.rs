@@ -31,6 +31,8 @@ pub mod server;
 pub mod service;
 pub mod time;
 pub mod tls;
+#[cfg(test)]
+mod trace_fields;
 pub mod wire;
 
 /// The generated protobuf messages and client of the `silkgate.v1` API.

@@ -94,6 +94,9 @@ pub struct Rule {
     pub when: String,
     /// Line and column of the rule's id in its file, for warnings.
     pub position: (usize, usize),
+    /// This rule's index in [`Policy::rules`], as the evaluator reports it; made by a
+    /// checked conversion when the rule is compiled, so it can never wrap.
+    pub(crate) index: u16,
     pub(crate) cond: compile::Node,
 }
 
@@ -194,6 +197,17 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
             continue;
         }
         if let Some(cond) = compiler.rule(r) {
+            // Matched rules are reported as u16 indexes: a policy with more rules than that
+            // could name the wrong rule (source::MAX_RULES refuses such files earlier).
+            let Ok(index) = u16::try_from(rules.len()) else {
+                diags.push(Diagnostic::at(
+                    &doc.file,
+                    &doc.text,
+                    r.span.clone(),
+                    format!("too many rules: {} (a policy holds at most {})", doc.rules.len(), source::MAX_RULES),
+                ));
+                break;
+            };
             rules.push(Rule {
                 id: r.id.get_ref().clone(),
                 effect: r.effect,
@@ -207,6 +221,7 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
                     let d = Diagnostic::at(&doc.file, &doc.text, r.id.span(), "");
                     (d.line, d.column)
                 },
+                index,
                 cond,
             });
         }

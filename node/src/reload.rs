@@ -15,7 +15,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::loader;
-use crate::policy::PolicySet;
+use crate::policy::{PolicySet, data};
 use crate::service::NodeState;
 use crate::time::Instant;
 
@@ -40,31 +40,47 @@ impl ReloadStatus {
 }
 
 /// SHA-256 over the names and contents of every file under `dir`, following symlinks
-/// and skipping hidden entries other than Kubernetes' `..data` link.
+/// that stay inside it and skipping hidden entries other than Kubernetes' `..data` link.
+/// Bounded like the loader: files are read as it reads them (regular files inside the
+/// directory, at most [`data::MAX_FILE_BYTES`] each, never blocking), at most
+/// [`MAX_FINGERPRINT_ENTRIES`] entries and four levels down.
 pub fn fingerprint(dir: &Path) -> [u8; 32] {
-    fn walk(dir: &Path, h: &mut Sha256, depth: usize) {
+    fn walk(root: &Path, dir: &Path, h: &mut Sha256, depth: usize, budget: &mut usize) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
-        let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).take(*budget).collect();
         paths.sort();
         for p in paths {
+            if *budget == 0 {
+                h.update(b"truncated");
+                return;
+            }
+            *budget -= 1;
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with('.') && name != "..data" {
                 continue;
             }
+            h.update(p.to_string_lossy().as_bytes());
+            let inside = std::fs::canonicalize(&p).is_ok_and(|real| real.starts_with(root));
             match std::fs::metadata(&p) {
-                Ok(m) if m.is_dir() && depth < 4 => walk(&p, h, depth + 1),
-                Ok(m) if m.is_file() => {
-                    h.update(p.to_string_lossy().as_bytes());
-                    h.update(std::fs::read(&p).unwrap_or_default());
-                }
+                Ok(m) if m.is_dir() && inside && depth < 4 => walk(root, &p, h, depth + 1, budget),
+                Ok(m) if m.is_file() => match loader::read_bytes_bounded(&p, Some(root), data::MAX_FILE_BYTES) {
+                    Ok(bytes) => h.update(bytes),
+                    Err(e) => h.update(e.as_bytes()),
+                },
                 _ => h.update(b"?"),
             }
         }
     }
     let mut h = Sha256::new();
-    walk(dir, &mut h, 0);
+    if let Ok(root) = std::fs::canonicalize(dir) {
+        let mut budget = MAX_FINGERPRINT_ENTRIES;
+        walk(&root, &root, &mut h, 0, &mut budget);
+    }
     h.finalize().into()
 }
+
+/// Entries the reload fingerprint looks at; a directory with more is seen only in part.
+pub const MAX_FINGERPRINT_ENTRIES: usize = 10_000;
 
 pub struct Watcher {
     pub dir: PathBuf,
@@ -144,5 +160,85 @@ impl Watcher {
                 let _ = tokio::task::spawn_blocking(move || w.reload()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::decision::Signer;
+    use crate::loader::tests::{policy_dir, policy_text, within_5s};
+    use crate::service::NodeState;
+
+    fn watcher(dir: &Path, only: Option<&[&str]>) -> Arc<Watcher> {
+        let only: Option<Vec<String>> = only.map(|o| o.iter().map(|j| j.to_string()).collect());
+        let set = loader::load_dir(dir, only.as_deref()).unwrap_or_else(|e| panic!("{e}"));
+        let signer = Arc::new(Signer::new(crate::keys::generate()));
+        let state = Arc::new(NodeState::new("n".into(), set, signer, Instant::now(), 60, None));
+        let status = state.reload.clone();
+        Arc::new(Watcher { dir: dir.to_path_buf(), only, state, status })
+    }
+
+    /// Reloads (failing the test if that blocks) and returns whether the new set was taken.
+    fn reload(w: &Arc<Watcher>) -> bool {
+        let w = w.clone();
+        within_5s(move || w.reload())
+    }
+
+    fn version(w: &Watcher, j: &str) -> Option<String> {
+        w.state.policies.load().get(j).map(|p| p.version.clone())
+    }
+
+    #[test]
+    fn a_policy_file_turned_dangling_symlink_or_directory_fails_the_reload() {
+        let dir = policy_dir();
+        let w = watcher(dir.path(), None);
+        let cn = dir.path().join("cn.toml");
+        fs::remove_file(&cn).unwrap();
+        std::os::unix::fs::symlink("cn-gone.toml", &cn).unwrap();
+        assert!(!reload(&w), "a dangling cn.toml was a successful reload");
+        assert_eq!(version(&w, "CN").as_deref(), Some("1"));
+        fs::remove_file(&cn).unwrap();
+        fs::create_dir(&cn).unwrap();
+        assert!(!reload(&w), "a directory cn.toml was a successful reload");
+        assert_eq!(version(&w, "CN").as_deref(), Some("1"));
+        let status = w.status.lock().unwrap().clone();
+        assert!(status.last_error.contains("cn.toml:1:1: error: cannot read policy file"), "{}", status.last_error);
+    }
+
+    #[test]
+    fn a_fifo_data_file_fails_the_reload_without_blocking_it() {
+        let dir = policy_dir();
+        let w = watcher(dir.path(), None);
+        let path = dir.path().join("data/list.toml");
+        fs::remove_file(&path).unwrap();
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let d = dir.path().to_path_buf();
+        within_5s(move || fingerprint(&d));
+        assert!(!reload(&w));
+        assert_eq!(version(&w, "CN").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_node_reloads_its_jurisdictions_whatever_the_state_of_the_others() {
+        let dir = policy_dir();
+        let w = watcher(dir.path(), Some(&["CN"]));
+        fs::write(dir.path().join("sg.toml"), policy_text("SG", "2") + "\n[[rule]\nnot toml\n").unwrap();
+        fs::write(dir.path().join("cn.toml"), policy_text("CN", "2")).unwrap();
+        assert!(reload(&w), "{}", w.status.lock().unwrap().last_error);
+        assert_eq!(version(&w, "CN").as_deref(), Some("2"));
+        fs::write(dir.path().join("cn.toml"), policy_text("CN", "3")).unwrap();
+        assert!(reload(&w), "{}", w.status.lock().unwrap().last_error);
+        assert_eq!(version(&w, "CN").as_deref(), Some("3"));
+        // Its own broken file: the reload fails and the last good version stays.
+        fs::write(dir.path().join("cn.toml"), policy_text("CN", "4") + "oops").unwrap();
+        assert!(!reload(&w));
+        assert_eq!(version(&w, "CN").as_deref(), Some("3"));
+        let status = w.status.lock().unwrap().clone();
+        assert!(status.jurisdiction_errors["CN"].contains("cn.toml:"), "{status:?}");
+        assert!(!status.last_error.contains("sg.toml"), "{}", status.last_error);
     }
 }

@@ -125,8 +125,10 @@ impl Group {
     }
 }
 
-/// Client identities allowed per group; a group without a list admits every client
-/// that completed the handshake.
+/// Client identities allowed per group. A group without a list admits every client
+/// that completed the handshake; a group with a list admits only the identities on it,
+/// so an empty list admits nobody (emptying a list revokes every client, and never
+/// turns into "anyone").
 #[derive(Clone, Debug, Default)]
 pub struct Authz {
     pub allow: BTreeMap<Group, Vec<String>>,
@@ -157,11 +159,11 @@ pub fn identities(der: &[u8]) -> Vec<String> {
 
 impl Authz {
     /// Admits the call when the group has no allow-list or the client's certificate
-    /// names an allowed identity.
+    /// names an allowed identity. An empty list, or one of empty names only, admits no one.
     pub fn check(&self, peer: Option<Arc<Vec<CertificateDer<'static>>>>, group: Group) -> Result<(), Status> {
-        let Some(allowed) = self.allow.get(&group).filter(|l| !l.is_empty()) else { return Ok(()) };
+        let Some(allowed) = self.allow.get(&group) else { return Ok(()) };
         let ids = peer.as_ref().and_then(|c| c.first()).map(|c| identities(c)).unwrap_or_default();
-        if ids.iter().any(|id| allowed.contains(id)) {
+        if ids.iter().any(|id| !id.is_empty() && allowed.contains(id)) {
             return Ok(());
         }
         let who = if ids.is_empty() {
@@ -170,5 +172,38 @@ impl Authz {
             format!("client `{}`", ids.join("`, `"))
         };
         Err(Status::permission_denied(format!("{who} may not call {} RPCs", group.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str) -> Option<Arc<Vec<CertificateDer<'static>>>> {
+        let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap().cert;
+        Some(Arc::new(vec![cert.der().clone()]))
+    }
+
+    fn authz(list: Option<&[&str]>) -> Authz {
+        let mut a = Authz::default();
+        if let Some(list) = list {
+            a.allow.insert(Group::Evaluation, list.iter().map(|s| s.to_string()).collect());
+        }
+        a
+    }
+
+    #[test]
+    fn an_empty_allow_list_admits_nobody_and_an_absent_one_everybody() {
+        let (client, g) = (peer("portal.example"), Group::Evaluation);
+        assert!(authz(None).check(client.clone(), g).is_ok());
+        assert!(authz(Some(&["portal.example"])).check(client.clone(), g).is_ok());
+        assert!(authz(Some(&["other.example"])).check(client.clone(), g).is_err());
+        let e = authz(Some(&[])).check(client.clone(), g).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("`portal.example` may not call evaluation RPCs"), "{}", e.message());
+        assert!(authz(Some(&[""])).check(client, g).is_err());
+        assert!(authz(Some(&[])).check(None, g).is_err());
+        // Other groups keep their own setting.
+        assert!(authz(Some(&[])).check(peer("x"), Group::Log).is_ok());
     }
 }

@@ -20,6 +20,10 @@ use crate::diag::Diagnostic;
 use crate::schema::Case;
 use crate::time::Day;
 
+/// Data files larger than this are refused at load (by the loader before reading, and
+/// here).
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+
 /// A compiled data set: value -> the periods it is listed.
 #[derive(Debug, Default)]
 pub struct DataSet {
@@ -47,8 +51,8 @@ impl DataSet {
 /// with this set; when the file says nothing, values are normalised the same way.
 pub fn parse(name: &str, file: &str, text: &str) -> Result<DataSet, Vec<Diagnostic>> {
     let mut r = Reader::new(file, text);
-    if text.len() > super::source::MAX_FILE_BYTES {
-        return Err(vec![Diagnostic::file(file, "data file too large")]);
+    if text.len() > MAX_FILE_BYTES {
+        return Err(vec![Diagnostic::file(file, format!("data file larger than {MAX_FILE_BYTES} bytes"))]);
     }
     let Some(root) = r.parse() else {
         return Err(r.diags);

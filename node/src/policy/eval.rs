@@ -45,9 +45,9 @@ impl Policy {
     pub fn evaluate(&self, req: &Request, day: Day) -> Outcome {
         let env = Env { req, licence: None, day, data: &self.data };
         let mut matched = SmallVec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
+        for rule in &self.rules {
             if rule.in_force(day) && holds(&rule.cond, &env) {
-                matched.push(i as u16);
+                matched.push(rule.index);
             }
         }
         self.decide(matched)
@@ -74,7 +74,7 @@ impl Policy {
             let in_force = rule.in_force(day);
             let held = holds(&rule.cond, &env);
             if in_force && held {
-                matched.push(i as u16);
+                matched.push(rule.index);
             }
             let failed = (!held).then(|| {
                 let (span, actual) = why(&rule.cond, &env);

@@ -262,6 +262,12 @@ struct Parser {
 
 /// Parses a condition.
 pub fn parse(src: &str) -> Result<Expr, SyntaxError> {
+    if src.len() > MAX_CONDITION_BYTES {
+        return Err(SyntaxError {
+            span: 0..0,
+            message: format!("condition is {} bytes long; at most {MAX_CONDITION_BYTES} are allowed", src.len()),
+        });
+    }
     let mut p = Parser { toks: lex(src)?, pos: 0 };
     if p.peek() == &Tok::End {
         return Err(SyntaxError { span: 0..src.len(), message: "empty condition".into() });
@@ -273,8 +279,17 @@ pub fn parse(src: &str) -> Result<Expr, SyntaxError> {
     }
 }
 
-/// Nesting deeper than this is refused, so no condition can exhaust the stack.
-const MAX_DEPTH: usize = 64;
+/// Nesting levels a condition may have: each `not`, `(` and `where (` opens one. Deeper
+/// conditions are refused here, in the parser, with the position of the token that went
+/// one level too deep. This is the one bound on every recursion over a condition: the
+/// parser's, the compiler's, the evaluator's and the explainer's, and dropping the trees.
+/// A level adds at most three nodes to a tree (`or`, `and`, then `not` or an atom), so
+/// no tree is deeper than `3 * MAX_DEPTH + 3` and each of those recursions stays shallow
+/// (a test runs them at this depth on a 256 KiB stack).
+pub const MAX_DEPTH: usize = 32;
+
+/// Longest condition text, in bytes; longer ones are refused before they are lexed.
+pub const MAX_CONDITION_BYTES: usize = 8 << 10;
 
 impl Parser {
     fn peek(&self) -> &Tok {
@@ -309,89 +324,127 @@ impl Parser {
         }
     }
 
+    // `or` and `and` chains and runs of `not` are parsed with loops, not recursion, so a
+    // nesting level costs the stack three frames (`expr`, `unary`, `atom`).
     fn expr(&mut self, depth: usize) -> Result<Expr, SyntaxError> {
-        if depth > MAX_DEPTH {
-            return Err(self.error(format!("condition nested deeper than {MAX_DEPTH} levels")));
-        }
-        self.chain("or", depth, Self::and, ExprKind::Or)
-    }
-
-    fn and(&mut self, depth: usize) -> Result<Expr, SyntaxError> {
-        self.chain("and", depth, Self::unary, ExprKind::And)
-    }
-
-    fn chain(
-        &mut self,
-        kw: &str,
-        depth: usize,
-        next: fn(&mut Self, usize) -> Result<Expr, SyntaxError>,
-        make: fn(Vec<Expr>) -> ExprKind,
-    ) -> Result<Expr, SyntaxError> {
-        let first = next(self, depth)?;
-        if !self.is_kw(kw) {
-            return Ok(first);
-        }
-        let start = first.span.start;
-        let mut items = vec![first];
-        while self.is_kw(kw) {
+        let mut ors = Vec::new();
+        let mut ands = vec![self.unary(depth)?];
+        loop {
+            if self.is_kw("and") {
+                self.bump();
+                ands.push(self.unary(depth)?);
+                continue;
+            }
+            ors.push(Self::join(std::mem::take(&mut ands), ExprKind::And));
+            if !self.is_kw("or") {
+                return Ok(Self::join(ors, ExprKind::Or));
+            }
             self.bump();
-            items.push(next(self, depth)?);
+            ands.push(self.unary(depth)?);
         }
-        let end = items.last().map_or(start, |e| e.span.end);
-        Ok(Expr { kind: make(items), span: start..end })
     }
 
-    fn unary(&mut self, depth: usize) -> Result<Expr, SyntaxError> {
-        if self.is_kw("not") {
-            let start = self.bump().1.start;
-            let inner = self.unary(depth + 1)?;
-            let end = inner.span.end;
-            return Ok(Expr { kind: ExprKind::Not(Box::new(inner)), span: start..end });
+    /// One item stays itself; more become an `and` or an `or` spanning them all.
+    fn join(mut items: Vec<Expr>, make: fn(Vec<Expr>) -> ExprKind) -> Expr {
+        if items.len() == 1
+            && let Some(only) = items.pop()
+        {
+            return only;
         }
-        self.atom(depth)
+        let span = items.first().map_or(0, |e| e.span.start)..items.last().map_or(0, |e| e.span.end);
+        Expr { kind: make(items), span }
     }
 
+    /// The depth inside a `not`, `(` or `where (` at `span`, or the error when that is
+    /// one level too deep. Every recursive descent goes through here.
+    fn nested(depth: usize, span: &Span) -> Result<usize, SyntaxError> {
+        if depth >= MAX_DEPTH {
+            return Err(SyntaxError {
+                span: span.clone(),
+                message: format!(
+                    "condition nested deeper than {MAX_DEPTH} levels (each `not`, `(` and `where` is a level)"
+                ),
+            });
+        }
+        Ok(depth + 1)
+    }
+
+    fn unary(&mut self, mut depth: usize) -> Result<Expr, SyntaxError> {
+        let mut nots = Vec::new();
+        while self.is_kw("not") {
+            depth = Self::nested(depth, &self.span())?;
+            nots.push(self.bump().1.start);
+        }
+        let mut e = self.atom(depth)?;
+        while let Some(start) = nots.pop() {
+            let end = e.span.end;
+            e = Expr { kind: ExprKind::Not(Box::new(e)), span: start..end };
+        }
+        Ok(e)
+    }
+
+    // The recursive paths (`(`, `where (`) are kept apart from the rest of the atom so
+    // that each nesting level costs the stack only a few small frames, even unoptimised.
     fn atom(&mut self, depth: usize) -> Result<Expr, SyntaxError> {
+        if *self.peek() == Tok::LParen {
+            let start = self.span();
+            let depth = Self::nested(depth, &start)?;
+            self.bump();
+            let inner = self.expr(depth)?;
+            let end = self.expect(Tok::RParen)?.end;
+            return Ok(Expr { kind: inner.kind, span: start.start..end });
+        }
+        if self.is_kw("any") || self.is_kw("all") || self.is_kw("none") {
+            return self.quant(depth);
+        }
+        self.leaf()
+    }
+
+    fn quant(&mut self, depth: usize) -> Result<Expr, SyntaxError> {
+        let (tok, span) = self.bump();
+        let q = match &tok {
+            Tok::Ident(w) if w == "any" => Quant::Any,
+            Tok::Ident(w) if w == "all" => Quant::All,
+            _ => Quant::None,
+        };
+        let path = self.path()?;
+        if !self.is_kw("where") {
+            return self.quant_test(q, &tok, span, path);
+        }
+        let depth = Self::nested(depth, &self.span())?;
+        self.bump();
+        self.expect(Tok::LParen)?;
+        let inner = self.expr(depth)?;
+        let end = self.expect(Tok::RParen)?.end;
+        Ok(Expr { kind: ExprKind::Quant(q, path, QuantBody::Where(Box::new(inner))), span: span.start..end })
+    }
+
+    fn quant_test(&mut self, q: Quant, tok: &Tok, span: Span, path: Path) -> Result<Expr, SyntaxError> {
+        let Some(test) = self.test()? else {
+            return Err(self.error(format!(
+                "expected a comparison, `in` or `where` after `{} {}`, found {}",
+                match tok {
+                    Tok::Ident(w) => w.as_str(),
+                    _ => "",
+                },
+                path.text,
+                describe(self.peek())
+            )));
+        };
+        let end = self.toks[self.pos.saturating_sub(1)].1.end;
+        Ok(Expr { kind: ExprKind::Quant(q, path, QuantBody::Test(test)), span: span.start..end })
+    }
+
+    /// An atom that holds no condition inside it.
+    fn leaf(&mut self) -> Result<Expr, SyntaxError> {
         let (tok, span) = self.bump();
         match tok {
-            Tok::LParen => {
-                let inner = self.expr(depth + 1)?;
-                let end = self.expect(Tok::RParen)?.end;
-                Ok(Expr { kind: inner.kind, span: span.start..end })
-            }
             Tok::Ident(w) if w == "true" || w == "false" => Ok(Expr { kind: ExprKind::Const(w == "true"), span }),
             Tok::Ident(w) if w == "present" => {
                 self.expect(Tok::LParen)?;
                 let path = self.path()?;
                 let end = self.expect(Tok::RParen)?.end;
                 Ok(Expr { kind: ExprKind::Present(path), span: span.start..end })
-            }
-            Tok::Ident(w) if w == "any" || w == "all" || w == "none" => {
-                let q = match w.as_str() {
-                    "any" => Quant::Any,
-                    "all" => Quant::All,
-                    _ => Quant::None,
-                };
-                let path = self.path()?;
-                if self.is_kw("where") {
-                    self.bump();
-                    self.expect(Tok::LParen)?;
-                    let inner = self.expr(depth + 1)?;
-                    let end = self.expect(Tok::RParen)?.end;
-                    return Ok(Expr {
-                        kind: ExprKind::Quant(q, path, QuantBody::Where(Box::new(inner))),
-                        span: span.start..end,
-                    });
-                }
-                let Some(test) = self.test()? else {
-                    return Err(self.error(format!(
-                        "expected a comparison, `in` or `where` after `{w} {}`, found {}",
-                        path.text,
-                        describe(self.peek())
-                    )));
-                };
-                let end = self.toks[self.pos.saturating_sub(1)].1.end;
-                Ok(Expr { kind: ExprKind::Quant(q, path, QuantBody::Test(test)), span: span.start..end })
             }
             Tok::Ident(w) if !KEYWORDS.contains(&w.as_str()) => {
                 let path = Path { text: w, span: span.clone() };

@@ -51,7 +51,7 @@ pub struct DataRef {
     pub span: Range<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RuleDoc {
     pub id: Spanned<String>,
     pub effect: Effect,
@@ -81,6 +81,15 @@ impl RuleDoc {
 
 /// Files larger than this are refused at load.
 pub const MAX_FILE_BYTES: usize = 4 << 20;
+
+/// Rules a policy may hold; more are refused at load. Matched rules are reported by a
+/// `u16` index, so this must stay below 65,536 (checked at compile time below, and
+/// again when each rule is compiled).
+pub const MAX_RULES: usize = 10_000;
+const _: () = assert!(MAX_RULES <= u16::MAX as usize);
+
+/// Data sets (`[data.NAME]` tables) a policy may name.
+pub const MAX_DATA_SETS: usize = 64;
 
 const POLICY_KEYS: &[&str] = &["id", "jurisdiction", "name", "version", "default", "description"];
 const RULE_KEYS: &[&str] =
@@ -148,6 +157,10 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
     if let Some(v) = Reader::get(root, "data")
         && let Some(t) = r.table(v, "data")
     {
+        if let Some((k, _)) = t.iter().nth(MAX_DATA_SETS) {
+            r.error(k.span(), format!("too many data sets: {} (a policy names at most {MAX_DATA_SETS})", t.len()));
+            return Err(r.diags);
+        }
         for (k, v) in t.iter() {
             let name = k.get_ref().to_string();
             let what = format!("[data.{name}]");
@@ -171,7 +184,12 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
     }
 
     let mut rules = Vec::new();
-    for v in r.tables(root, "rule") {
+    let rule_tables = r.tables(root, "rule");
+    if let Some(extra) = rule_tables.get(MAX_RULES) {
+        r.error(extra.span(), format!("too many rules: {} (a policy holds at most {MAX_RULES})", rule_tables.len()));
+        return Err(r.diags);
+    }
+    for v in rule_tables {
         let Some(t) = r.table(v, "rule") else {
             continue;
         };

@@ -164,3 +164,132 @@ fn digest_covers_data_files() {
     let b = digest(&SourceFiles { policy: ("p.toml", "x"), data: [("d.toml".to_string(), "2")].into() });
     assert_ne!(a, b);
 }
+
+/// `n` rules that never match, then a deny rule that always does.
+fn many_rules_then_deny(n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&rule(&format!("w{i}"), "warn", "false"));
+    }
+    text + &rule("last", "deny", "true")
+}
+
+#[test]
+fn rule_count_is_bounded_at_load() {
+    let p = policy(&many_rules_then_deny(source::MAX_RULES - 1));
+    let out = p.evaluate(&request(), Day(0));
+    assert_eq!(out.verdict, Verdict::Deny);
+    assert_eq!(out.matched.as_slice(), &[(source::MAX_RULES - 1) as u16]);
+    assert_eq!(p.rules[out.matched[0] as usize].id, "last");
+
+    let text = format!(
+        "[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"allow\"\n{}",
+        many_rules_then_deny(source::MAX_RULES)
+    );
+    let e = render(&from_text("t.toml", &text).unwrap_err());
+    assert!(e.contains("t.toml:") && e.contains("too many rules: 10001 (a policy holds at most 10000)"), "{e}");
+}
+
+#[test]
+fn a_rule_index_past_u16_is_refused_not_wrapped() {
+    // Built from a document directly, past the loader's limit: the 65,537th rule, a deny
+    // that matches, would be reported as rule 0 (a warn) and the request allowed.
+    let mut doc = source::parse("t.toml", &policy_text(&many_rules_then_deny(1))).unwrap();
+    let (never, deny) = (doc.rules[0].clone(), doc.rules[1].clone());
+    doc.rules = vec![never; 1 << 16];
+    doc.rules.push(deny);
+    match build(&doc, &[]) {
+        Ok(p) => panic!("built a policy of {} rules: {:?}", p.rules.len(), p.evaluate(&request(), Day(0)).verdict),
+        Err(d) => assert!(render(&d).contains("too many rules: 65537"), "{}", render(&d)),
+    }
+}
+
+fn policy_text(rules: &str) -> String {
+    format!("[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"allow\"\n{rules}")
+}
+
+/// Runs `f` on a thread with a 256 KiB stack: a recursion the depth limit fails to bound
+/// overflows it and aborts the test instead of passing.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new().stack_size(256 << 10).spawn(f).unwrap().join().unwrap()
+}
+
+/// Compiles `when` into a one-rule policy, or returns its rendered errors.
+fn compile_when(when: &str) -> Result<Policy, String> {
+    from_text("t.toml", &policy_text(&rule("r", "deny", when))).map_err(|d| render(&d))
+}
+
+#[test]
+fn nesting_at_the_limit_compiles_evaluates_and_explains_on_a_small_stack() {
+    let d = expr::MAX_DEPTH;
+    // Each form is false for `request()`, so explaining it walks the whole tree.
+    let forms = [
+        format!("{}token.tradable", "not ".repeat(d)),
+        format!("{}token.tradable{}", "(".repeat(d), ")".repeat(d)),
+        // Two tree levels (`or`, `and`) per nesting level: the deepest tree there is.
+        format!("{}token.tradable{}", "(false or true and ".repeat(d), ")".repeat(d)),
+        format!(
+            "any operator.licences where ({}regulator == \"x\"{})",
+            "(false or true and ".repeat(d - 1),
+            ")".repeat(d - 1)
+        ),
+    ];
+    for when in forms {
+        on_small_stack(move || {
+            let p = compile_when(&when).unwrap_or_else(|e| panic!("{e}"));
+            let day = Day(20_000);
+            assert_eq!(p.evaluate(&request(), day).verdict, Verdict::Allow, "{when}");
+            let (out, traces) = p.explain(&request(), day);
+            assert!(out.matched.is_empty() && traces[0].failed.is_some(), "{when}");
+            let _ = lint::lint(&p, day);
+        });
+    }
+}
+
+#[test]
+fn nesting_one_past_the_limit_is_an_error_at_its_position() {
+    let d = expr::MAX_DEPTH;
+    // `when = '` puts the condition at column 9 of line 10.
+    let cases = [
+        (format!("{}token.tradable", "not ".repeat(d + 1)), 9 + 4 * d),
+        (format!("{}token.tradable{}", "(".repeat(d + 1), ")".repeat(d + 1)), 9 + d),
+        (format!("{}not token.tradable{}", "not (".repeat(d / 2), ")".repeat(d / 2)), 9 + 5 * (d / 2)),
+        (format!("any operator.licences where ({}true{})", "(".repeat(d), ")".repeat(d)), 9 + 29 + d - 1),
+    ];
+    for (when, column) in cases {
+        let e = on_small_stack(move || compile_when(&when).err());
+        let e = e.unwrap_or_else(|| panic!("compiled"));
+        let want = format!("t.toml:10:{column}: error: invalid condition: condition nested deeper than {d} levels");
+        assert!(e.starts_with(&want), "want {want}\ngot {e}");
+    }
+}
+
+#[test]
+fn hostile_nesting_is_an_error_not_a_crash() {
+    let deep = [
+        "not ".repeat(100_000) + "true",
+        "(".repeat(100_000) + "true" + &")".repeat(100_000),
+        // Within the length limit, so the depth limit alone must stop it.
+        "not ".repeat(2_000) + "true",
+        "(".repeat(4_000) + "true" + &")".repeat(4_000),
+    ];
+    for when in deep {
+        let e = on_small_stack(move || compile_when(&when).err());
+        let e = e.expect("compiled");
+        assert!(e.contains("nested deeper than") || e.contains("at most 8192 are allowed"), "{e}");
+    }
+    let long = format!("token.tradable {}", "or token.tradable ".repeat(1_000));
+    let e = compile_when(&long).unwrap_err();
+    assert!(e.starts_with("t.toml:10:9: error: invalid condition: condition is 18015 bytes long"), "{e}");
+}
+
+#[test]
+fn data_sets_per_policy_are_bounded() {
+    let sets = |n: usize| -> String {
+        (0..n).map(|i| format!("[data.d{i}]\nfile = \"d.toml\"\n")).collect::<String>() + &rule("r", "deny", "true")
+    };
+    let text = policy_text(&sets(source::MAX_DATA_SETS));
+    assert_eq!(source::parse("t.toml", &text).unwrap().data.len(), source::MAX_DATA_SETS);
+    let e = render(&source::parse("t.toml", &policy_text(&sets(source::MAX_DATA_SETS + 1))).unwrap_err());
+    assert!(e.contains("t.toml:") && e.contains("too many data sets: 65 (a policy names at most 64)"), "{e}");
+}
