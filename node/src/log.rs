@@ -16,6 +16,7 @@
 //! [`store`] opens and recovers the files; [`writer`] runs group commit on its own thread.
 
 pub mod audit;
+pub mod hashes;
 pub mod store;
 pub mod writer;
 
