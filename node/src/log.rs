@@ -17,6 +17,7 @@
 //! [`seal`] seals a log.
 
 pub mod audit;
+pub mod hashes;
 pub mod seal;
 pub mod sim;
 pub mod storage;

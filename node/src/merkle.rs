@@ -6,7 +6,12 @@
 //! checked by the algorithms of sections 2.1.3.2 and 2.1.4.2, so any standard verifier
 //! accepts them.
 //!
-//! Architecture invariant: this module is pure math over hashes; it never does I/O.
+//! Where the tree keeps its nodes is a [`NodeStore`]: [`MemNodes`] in memory (the
+//! default), or the log's files (`log::hashes`). A store that fails makes roots and proofs
+//! fail with [`ProofError::Storage`]; none ever comes out wrong.
+//!
+//! Architecture invariant: this module is pure math over hashes; it never does I/O
+//! itself, only through the [`NodeStore`] it is given.
 
 use sha2::{Digest, Sha256};
 
@@ -56,49 +61,196 @@ pub enum ProofError {
     NewRootMismatch,
     #[error("roots differ for the same tree size {size}")]
     RootsDiffer { size: u64 },
+    /// The tree's [`NodeStore`] failed; the proof or root is unknown, never wrong.
+    #[error("node store: {0}")]
+    Storage(#[from] StoreError),
+}
+
+/// Why a [`NodeStore`] could not read or keep a node.
+///
+/// It carries the [`std::io::ErrorKind`] rather than the error itself so that it, and the
+/// [`ProofError`] that wraps it, stay `Copy` and comparable; the store knows its own
+/// paths, and the level and index say which node failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read node {index} at level {level}: {kind}")]
+    Read { level: u32, index: u64, kind: std::io::ErrorKind },
+    #[error("cannot write nodes at level {level}: {kind}")]
+    Write { level: u32, kind: std::io::ErrorKind },
+    #[error("node {index} at level {level} is past the {len} nodes stored there")]
+    Missing { level: u32, index: u64, len: u64 },
+}
+
+/// Where a [`Tree`] keeps the hashes of its complete, aligned subtrees.
+///
+/// Node `(level, index)` is the root of the `2^level` leaves from `index * 2^level`;
+/// level 0 holds the leaf hashes. Each level only grows, one node at a time, and only
+/// the tree appends to it: a node at level `k + 1` is appended right after its right
+/// child at level `k`.
+///
+/// Reads take `&self` so that many readers can share a tree behind a `RwLock` while
+/// one writer appends.
+pub trait NodeStore {
+    /// The number of nodes at `level` (0 for a level never written).
+    fn len(&self, level: u32) -> u64;
+
+    /// Node `index` at `level`; an error, never a wrong hash, when it cannot be read.
+    fn read(&self, level: u32, index: u64) -> Result<Hash, StoreError>;
+
+    /// Appends the next node of `level`.
+    fn append(&mut self, level: u32, hash: Hash) -> Result<(), StoreError>;
+
+    /// Writes out whatever the store holds back; stores that hold nothing back do
+    /// nothing.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The in-memory [`NodeStore`]: every level in a `Vec`, about 64 bytes per leaf.
+#[derive(Clone, Default)]
+pub struct MemNodes {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl NodeStore for MemNodes {
+    fn len(&self, level: u32) -> u64 {
+        self.levels.get(level as usize).map_or(0, |row| row.len() as u64)
+    }
+
+    fn read(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        let row = self.levels.get(level as usize).map_or(&[][..], Vec::as_slice);
+        let missing = StoreError::Missing { level, index, len: row.len() as u64 };
+        usize::try_from(index).ok().and_then(|i| row.get(i)).copied().ok_or(missing)
+    }
+
+    fn append(&mut self, level: u32, hash: Hash) -> Result<(), StoreError> {
+        let level = level as usize;
+        if self.levels.len() <= level {
+            self.levels.resize_with(level + 1, Vec::new);
+        }
+        self.levels[level].push(hash);
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for MemNodes {
+    // Millions of hashes are no use in a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemNodes").field("leaves", &self.len(0)).finish_non_exhaustive()
+    }
 }
 
 /// An append-only Merkle tree of leaf hashes that answers for every prefix of itself.
 ///
-/// Besides the leaf hashes it keeps the hash of every complete, aligned subtree:
-/// `levels[k][i]` covers the `2^k` leaves from `i * 2^k`. Every subtree the RFC
-/// recursions visit is either one of those or the right edge of a prefix, so a root or
-/// a proof costs O(log n) hashes, and memory stays under twice the leaf hashes.
+/// Besides the leaf hashes it keeps, in its [`NodeStore`], the hash of every complete,
+/// aligned subtree. Every subtree the RFC recursions visit is either one of those or the
+/// right edge of a prefix, so a root or a proof reads O(log n) stored hashes, and the
+/// store holds under twice the leaf hashes.
+///
+/// `Tree` alone is the in-memory tree ([`MemNodes`]), whose [`push`](Tree::push),
+/// [`root`](Tree::root) and [`leaf`](Tree::leaf) cannot fail. Any tree has the fallible
+/// forms ([`try_push`](Tree::try_push), [`try_root`](Tree::try_root),
+/// [`try_leaf`](Tree::try_leaf)), and its roots and proofs report a store's failure as
+/// [`ProofError::Storage`].
 #[derive(Clone, Default)]
-pub struct Tree {
-    levels: Vec<Vec<Hash>>,
+pub struct Tree<S = MemNodes> {
+    store: S,
+    len: u64,
+    /// The error that stopped a [`Tree::try_push`] half way: the store may hold part of
+    /// that leaf's nodes, so no further leaf can be placed correctly.
+    failed: Option<StoreError>,
 }
 
-impl Tree {
-    /// An empty tree.
+impl Tree<MemNodes> {
+    /// An empty tree in memory.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Appends a leaf hash (see [`leaf_hash`]) and returns its index.
     pub fn push(&mut self, leaf: Hash) -> u64 {
-        let index = self.len();
+        // MemNodes::append never fails, and the only read is of a node pushed earlier.
+        self.try_push(leaf).unwrap_or_else(|e| unreachable!("in-memory tree: {e}"))
+    }
+
+    /// The leaf hash at `index`, if the tree has that many leaves.
+    pub fn leaf(&self, index: u64) -> Option<Hash> {
+        // Reads stay below len, and every node below len was stored in memory.
+        self.try_leaf(index).unwrap_or_else(|e| unreachable!("in-memory tree: {e}"))
+    }
+
+    /// The root of the whole tree.
+    pub fn root(&self) -> Hash {
+        // As in leaf: every node the root needs lies below len.
+        self.try_root().unwrap_or_else(|e| unreachable!("in-memory tree: {e}"))
+    }
+}
+
+impl<S: NodeStore> Tree<S> {
+    /// A tree over `store`, which must be empty or hold exactly the nodes of the leaves
+    /// it holds (as a store a tree filled and then gave back with
+    /// [`into_store`](Tree::into_store)).
+    pub fn with_store(store: S) -> Self {
+        let len = store.len(0);
+        Self { store, len, failed: None }
+    }
+
+    /// The store that holds the nodes, for reading (such as serving tiles from it).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Gives back the store.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Appends a leaf hash (see [`leaf_hash`]) and returns its index.
+    ///
+    /// After an error the leaf is not in the tree, and the tree takes no more leaves
+    /// (each later call returns the same error), as the store may hold part of that
+    /// leaf's nodes; roots and proofs of the leaves already in stay correct. Rebuild
+    /// the tree to go on.
+    pub fn try_push(&mut self, leaf: Hash) -> Result<u64, StoreError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let index = self.len;
+        if let Err(e) = self.store_leaf(leaf) {
+            self.failed = Some(e);
+            return Err(e);
+        }
+        self.len += 1;
+        Ok(index)
+    }
+
+    /// Stores leaf `len` and every subtree it completes.
+    fn store_leaf(&mut self, leaf: Hash) -> Result<(), StoreError> {
         let mut hash = leaf;
+        // The new node's index at `level`.
+        let mut at = self.len;
         let mut level = 0;
         loop {
-            if self.levels.len() == level {
-                self.levels.push(Vec::new());
+            self.store.append(level, hash)?;
+            // An even index means the new node has no sibling yet, so no parent either.
+            if at.is_multiple_of(2) {
+                return Ok(());
             }
-            let row = &mut self.levels[level];
-            row.push(hash);
-            // An odd count means the new node has no sibling yet, so no parent either.
-            if row.len() % 2 == 1 {
-                break;
-            }
-            hash = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
+            hash = node_hash(&self.store.read(level, at - 1)?, &hash);
+            at /= 2;
             level += 1;
         }
-        index
+    }
+
+    /// Writes out whatever the store holds back (see [`NodeStore::flush`]).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.store.flush()
     }
 
     /// The number of leaves.
     pub fn len(&self) -> u64 {
-        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+        self.len
     }
 
     /// Whether the tree has no leaves.
@@ -106,15 +258,17 @@ impl Tree {
         self.len() == 0
     }
 
-    /// The leaf hash at `index`, if the tree has that many leaves.
-    pub fn leaf(&self, index: u64) -> Option<Hash> {
-        let leaves = self.levels.first()?;
-        leaves.get(usize::try_from(index).ok()?).copied()
+    /// The leaf hash at `index`, `None` if the tree has no more than `index` leaves.
+    pub fn try_leaf(&self, index: u64) -> Result<Option<Hash>, StoreError> {
+        if index >= self.len {
+            return Ok(None);
+        }
+        self.store.read(0, index).map(Some)
     }
 
     /// The root of the whole tree.
-    pub fn root(&self) -> Hash {
-        if self.is_empty() { empty_root() } else { self.subtree(0, self.len()) }
+    pub fn try_root(&self) -> Result<Hash, StoreError> {
+        if self.is_empty() { Ok(empty_root()) } else { self.subtree(0, self.len()) }
     }
 
     /// The root of the tree made of the first `size` leaves.
@@ -123,7 +277,7 @@ impl Tree {
         if size == 0 {
             return Ok(empty_root());
         }
-        Ok(self.subtree(0, size))
+        Ok(self.subtree(0, size)?)
     }
 
     /// The inclusion proof of leaf `index` in the tree of the first `size` leaves
@@ -134,7 +288,7 @@ impl Tree {
             return Err(ProofError::IndexOutOfRange { index, size });
         }
         let mut proof = Vec::with_capacity(inclusion_proof_len(index, size));
-        self.path(index, 0, size, &mut proof);
+        self.path(index, 0, size, &mut proof)?;
         Ok(proof)
     }
 
@@ -153,7 +307,7 @@ impl Tree {
         }
         let mut proof = Vec::with_capacity(consistency_proof_len(size1, size2));
         if size1 < size2 {
-            self.subproof(size1, 0, size2, true, &mut proof);
+            self.subproof(size1, 0, size2, true, &mut proof)?;
         }
         Ok(proof)
     }
@@ -168,57 +322,59 @@ impl Tree {
 
     /// `MTH(D[start:start+n])`, for `n > 0` and a range the RFC recursions can visit:
     /// `start` is a multiple of the smallest power of two not below `n`.
-    fn subtree(&self, start: u64, n: u64) -> Hash {
+    fn subtree(&self, start: u64, n: u64) -> Result<Hash, StoreError> {
         debug_assert!(n > 0 && start + n <= self.len());
         if n.is_power_of_two() {
             let level = n.trailing_zeros();
             debug_assert_eq!(start % n, 0, "subtree at {start} of {n} leaves is unaligned");
-            // In range: the whole subtree lies within the leaves, and push stores a
+            // Stored: the whole subtree lies within the leaves, and try_push stores a
             // parent as soon as both of its children exist.
-            return self.levels[level as usize][(start >> level) as usize];
+            return self.store.read(level, start >> level);
         }
         let k = split(n);
-        node_hash(&self.subtree(start, k), &self.subtree(start + k, n - k))
+        Ok(node_hash(&self.subtree(start, k)?, &self.subtree(start + k, n - k)?))
     }
 
     /// RFC 9162 `PATH(m, D[start:start+n])`, appended to `out`.
-    fn path(&self, m: u64, start: u64, n: u64, out: &mut Vec<Hash>) {
+    fn path(&self, m: u64, start: u64, n: u64, out: &mut Vec<Hash>) -> Result<(), StoreError> {
         if n == 1 {
-            return;
+            return Ok(());
         }
         let k = split(n);
         if m < k {
-            self.path(m, start, k, out);
-            out.push(self.subtree(start + k, n - k));
+            self.path(m, start, k, out)?;
+            out.push(self.subtree(start + k, n - k)?);
         } else {
-            self.path(m - k, start + k, n - k, out);
-            out.push(self.subtree(start, k));
+            self.path(m - k, start + k, n - k, out)?;
+            out.push(self.subtree(start, k)?);
         }
+        Ok(())
     }
 
     /// RFC 9162 `SUBPROOF(m, D[start:start+n], b)`, appended to `out`.
-    fn subproof(&self, m: u64, start: u64, n: u64, b: bool, out: &mut Vec<Hash>) {
+    fn subproof(&self, m: u64, start: u64, n: u64, b: bool, out: &mut Vec<Hash>) -> Result<(), StoreError> {
         if m == n {
             if !b {
-                out.push(self.subtree(start, n));
+                out.push(self.subtree(start, n)?);
             }
-            return;
+            return Ok(());
         }
         let k = split(n);
         if m <= k {
-            self.subproof(m, start, k, b, out);
-            out.push(self.subtree(start + k, n - k));
+            self.subproof(m, start, k, b, out)?;
+            out.push(self.subtree(start + k, n - k)?);
         } else {
-            self.subproof(m - k, start + k, n - k, false, out);
-            out.push(self.subtree(start, k));
+            self.subproof(m - k, start + k, n - k, false, out)?;
+            out.push(self.subtree(start, k)?);
         }
+        Ok(())
     }
 }
 
-impl std::fmt::Debug for Tree {
+impl<S> std::fmt::Debug for Tree<S> {
     // Millions of hashes are no use in a debug print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tree").field("len", &self.len()).finish_non_exhaustive()
+        f.debug_struct("Tree").field("len", &self.len).field("failed", &self.failed).finish_non_exhaustive()
     }
 }
 
@@ -592,6 +748,24 @@ mod tests {
             verify_consistency(5, 5, &[root], &root, &root),
             Err(ProofError::WrongProofLength { got: 1, want: 0 })
         );
+    }
+
+    #[test]
+    fn stores_report_missing_nodes_and_trees_move_between_stores() {
+        let tree: Tree = leaves(5).into_iter().collect();
+        let store = tree.store();
+        assert_eq!((store.len(0), store.len(1), store.len(2), store.len(3)), (5, 2, 1, 0));
+        assert_eq!(store.read(2, 0), Ok(mth(&leaves(4))));
+        assert_eq!(store.read(1, 2), Err(StoreError::Missing { level: 1, index: 2, len: 2 }));
+        assert_eq!(store.read(9, u64::MAX), Err(StoreError::Missing { level: 9, index: u64::MAX, len: 0 }));
+        let err = ProofError::from(StoreError::Missing { level: 1, index: 2, len: 2 });
+        assert_eq!(err.to_string(), "node store: node 2 at level 1 is past the 2 nodes stored there");
+
+        let mut moved = Tree::with_store(tree.clone().into_store());
+        assert_eq!((moved.len(), moved.root()), (5, tree.root()));
+        moved.push(leaf_hash(&data(5)));
+        assert_eq!(moved.root(), mth(&leaves(6)));
+        assert_eq!(moved.flush(), Ok(()));
     }
 
     #[test]
