@@ -67,7 +67,9 @@ pub fn open_with(
     let lock = store::lock(&dir)?;
     seal::finish(&fs, &dir)?;
     let epoch = seal::sealed(&fs, &dir)?.last().copied().unwrap_or(0) + 1;
-    let mut store = Store::open_on(std::sync::Arc::new(fs), &dir, &origin(node_id, epoch), &signer.verifying_key())?;
+    let nodes = Store::node_files(&dir)?;
+    let mut store =
+        Store::open_on_with(std::sync::Arc::new(fs), &dir, &origin(node_id, epoch), &signer.verifying_key(), nodes)?;
     store.lock = Some(lock);
     tracing::info!(log_origin = %store.origin, log_size = store.index.tree.len(), "decision log open");
     LogHandle::start(store, signer, commit)

@@ -243,7 +243,7 @@ impl ComplianceService {
                 verdict = s.verdict,
                 rules = %s.rules,
                 policy.digest = %s.policy.digest_hex,
-                log.index = d.response.log_index,
+                log_index = d.response.log_index,
                 latency_us = d.started.elapsed().as_micros() as u64,
                 "decision"
             );

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
+use super::hashes::HashFiles;
 use super::storage::{self, Disk, LogFile, Storage};
 use super::{MAX_ENTRY_BYTES, MAX_WRITE, RECORD_OVERHEAD};
 use crate::checkpoint::Checkpoint;
-use crate::merkle::{self, Hash, Tree};
+use crate::merkle::{self, Hash, MemNodes, NodeStore, StoreError, Tree};
 use crate::proto;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +45,52 @@ pub enum LogError {
     Invalid(String),
 }
 
+/// Where the running log keeps its Merkle tree's nodes: in files beside the log on a
+/// real disk (memory then does not grow with the log), or in memory (the crash
+/// simulator). Either way they are derived from `entries` at every start.
+pub enum Nodes {
+    Mem(MemNodes),
+    Files(HashFiles),
+}
+
+impl NodeStore for Nodes {
+    fn len(&self, level: u32) -> u64 {
+        match self {
+            Nodes::Mem(m) => m.len(level),
+            Nodes::Files(f) => f.len(level),
+        }
+    }
+
+    fn read(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        match self {
+            Nodes::Mem(m) => m.read(level, index),
+            Nodes::Files(f) => f.read(level, index),
+        }
+    }
+
+    fn append(&mut self, level: u32, hash: Hash) -> Result<(), StoreError> {
+        match self {
+            Nodes::Mem(m) => m.append(level, hash),
+            Nodes::Files(f) => f.append(level, hash),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        match self {
+            Nodes::Mem(m) => m.flush(),
+            Nodes::Files(f) => f.flush(),
+        }
+    }
+}
+
+/// The log's Merkle tree.
+pub type LogTree = Tree<Nodes>;
+
 /// The running log's view of its files: the tree, where records start, and decision
 /// ids. Its memory does not grow with the log except for the decision-id index (16
 /// bytes an entry) and one offset every [`OFFSET_STRIDE`] entries.
 pub struct Index {
-    pub tree: Tree,
+    pub tree: LogTree,
     pub offsets: Offsets,
     pub ids: Ids,
     /// The latest signed checkpoint (note text and parsed form); it is on disk.
@@ -258,6 +300,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
     move |source| LogError::Io { path: path.to_path_buf(), source }
 }
 
+/// A failure of the tree's node files, as a log I/O error.
+pub fn nodes_error(dir: &Path, e: StoreError) -> LogError {
+    LogError::Io { path: dir.join("hashes"), source: std::io::Error::other(e.to_string()) }
+}
+
 /// The offset just past the last non-zero byte of `file` (0 if it is all zeros): the
 /// writer preallocates zero-filled space, so the records end at or before it.
 fn data_end(file: &dyn LogFile, len: u64) -> std::io::Result<u64> {
@@ -322,9 +369,22 @@ impl Store {
         let fs: Arc<dyn Storage> = Arc::new(Disk);
         storage::create_dir_all(fs.as_ref(), dir).map_err(io(dir))?;
         let lock = lock(dir)?;
-        let mut store = Store::open_on(fs, dir, new_origin, key)?;
+        let nodes = Store::node_files(dir)?;
+        let mut store = Store::open_on_with(fs, dir, new_origin, key, nodes)?;
         store.lock = Some(lock);
         Ok(store)
+    }
+
+    /// The tree's nodes in `dir/hashes/`, started empty (they are rebuilt from the
+    /// entries at every start).
+    pub fn node_files(dir: &Path) -> Result<Nodes, LogError> {
+        let path = dir.join("hashes");
+        HashFiles::create(&path).map(Nodes::Files).map_err(io(&path))
+    }
+
+    /// [`Store::open_on_with`] with the tree's nodes in memory.
+    pub fn open_on(fs: Arc<dyn Storage>, dir: &Path, new_origin: &str, key: &VerifyingKey) -> Result<Store, LogError> {
+        Store::open_on_with(fs, dir, new_origin, key, Nodes::Mem(MemNodes::default()))
     }
 
     /// Opens (creating if needed) the log in `dir` on `fs`, recovering from a crash.
@@ -336,7 +396,13 @@ impl Store {
     /// data than the one write that can have been in progress ([`MAX_WRITE`] bytes).
     /// Only a torn tail past every signed size, that one write could have left, is cut,
     /// and the cut is logged with its byte range.
-    pub fn open_on(fs: Arc<dyn Storage>, dir: &Path, new_origin: &str, key: &VerifyingKey) -> Result<Store, LogError> {
+    pub fn open_on_with(
+        fs: Arc<dyn Storage>,
+        dir: &Path,
+        new_origin: &str,
+        key: &VerifyingKey,
+        nodes: Nodes,
+    ) -> Result<Store, LogError> {
         let f = fs.as_ref();
         storage::create_dir_all(f, dir).map_err(io(dir))?;
         super::seal::finish(f, dir)?;
@@ -346,7 +412,7 @@ impl Store {
         let cp_path = dir.join("checkpoint");
         let origin = match storage::read_all(f, &origin_path).map_err(io(&origin_path))? {
             Some(o) => String::from_utf8_lossy(&o).trim().to_string(),
-            None => return Store::create(fs, dir, new_origin),
+            None => return Store::create(fs, dir, new_origin, nodes),
         };
         if origin.is_empty() {
             return Err(LogError::Invalid(format!("log {}: the file is empty", origin_path.display())));
@@ -395,7 +461,7 @@ impl Store {
         let len = file.len().map_err(io(&entries_path))?;
         let nonzero = data_end(file.as_ref(), len).map_err(io(&entries_path))?;
         let mut reader = Reader::new(file.as_ref(), len);
-        let mut tree = Tree::new();
+        let mut tree = Tree::with_store(nodes);
         let mut offsets = Offsets::default();
         let mut ids = Vec::new();
         let mut pos = 0u64;
@@ -421,7 +487,7 @@ impl Store {
                 stop = fail("stored leaf hash does not match the entry data");
                 break;
             }
-            let i = tree.push(hash);
+            let i = tree.try_push(hash).map_err(|e| nodes_error(dir, e))?;
             offsets.push(pos);
             if let Some(id) = decision_id_of(data) {
                 ids.push((id as u64, i));
@@ -507,7 +573,7 @@ impl Store {
 
     /// Creates a new log: `entries` and `checkpoints` empty, then `origin` last, so a
     /// directory without `origin` never holds an acknowledged entry.
-    fn create(fs: Arc<dyn Storage>, dir: &Path, origin: &str) -> Result<Store, LogError> {
+    fn create(fs: Arc<dyn Storage>, dir: &Path, origin: &str, nodes: Nodes) -> Result<Store, LogError> {
         let f = fs.as_ref();
         let entries_path = dir.join("entries");
         if let Some(old) = storage::read_all(f, &entries_path).map_err(io(&entries_path))?
@@ -528,7 +594,8 @@ impl Store {
         }
         let origin_path = dir.join("origin");
         storage::replace(f, &origin_path, format!("{origin}\n").as_bytes()).map_err(io(&origin_path))?;
-        let index = Index { tree: Tree::new(), offsets: Offsets::default(), ids: Ids::default(), checkpoint: None };
+        let index =
+            Index { tree: Tree::with_store(nodes), offsets: Offsets::default(), ids: Ids::default(), checkpoint: None };
         Ok(Store {
             fs,
             dir: dir.to_path_buf(),

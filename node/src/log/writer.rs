@@ -23,7 +23,7 @@ use super::store::{Index, LogError, Store, decision_id_of, encode_record};
 use super::{MAX_WRITE, RECORD_OVERHEAD};
 use crate::checkpoint::Checkpoint;
 use crate::decision::Signer;
-use crate::merkle::Hash;
+use crate::merkle::{Hash, ProofError};
 
 /// Most entries one group commit takes.
 const MAX_GROUP: usize = 4096;
@@ -387,7 +387,7 @@ impl LogHandle {
             if size > idx.tree.len() {
                 return Err(LogError::Invalid(format!("tree size {size} is larger than the log ({})", idx.tree.len())));
             }
-            idx.tree.inclusion_proof(index, size).map_err(|e| LogError::Invalid(e.to_string()))?
+            idx.tree.inclusion_proof(index, size).map_err(|e| proof_error(&self.shared, e))?
         };
         let entry = self.read(index)?;
         Ok(Inclusion { size, proof, entry, checkpoint: cp })
@@ -403,7 +403,7 @@ impl LogHandle {
                 idx.tree.len()
             )));
         }
-        let proof = idx.tree.consistency_proof(size1, size2).map_err(|e| LogError::Invalid(e.to_string()))?;
+        let proof = idx.tree.consistency_proof(size1, size2).map_err(|e| proof_error(&self.shared, e))?;
         Ok((size2, proof))
     }
 
@@ -457,7 +457,7 @@ fn latest(shared: &Shared) -> Result<(String, Checkpoint), LogError> {
         if let Some(cp) = current(&idx) {
             return Ok(cp);
         }
-        let root = idx.tree.root_at(idx.tree.len()).map_err(|e| LogError::Invalid(e.to_string()))?;
+        let root = idx.tree.root_at(idx.tree.len()).map_err(|e| proof_error(shared, e))?;
         Checkpoint { origin: shared.origin.clone(), size: idx.tree.len(), root, extensions: Vec::new() }
     };
     if shared.poisoned.load(Ordering::Acquire) {
@@ -474,6 +474,15 @@ fn latest(shared: &Shared) -> Result<(String, Checkpoint), LogError> {
         idx.checkpoint = Some((note.clone(), cp.clone()));
     }
     Ok((note, cp))
+}
+
+/// A proof or root the tree could not give: a node file failing is an I/O error; the
+/// rest are the caller's bad arguments.
+fn proof_error(shared: &Shared, e: ProofError) -> LogError {
+    match e {
+        ProofError::Storage(e) => super::store::nodes_error(&shared.dir, e),
+        e => LogError::Invalid(e.to_string()),
+    }
 }
 
 /// Appends `note` to the history and syncs it, then replaces the `checkpoint` file.
@@ -716,15 +725,22 @@ impl Writer {
         stats.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
 
         let mut firsts = Vec::with_capacity(jobs.len());
-        {
+        let pushed = {
             let mut idx = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
             let mut offset = base;
             let mut h = hashes.into_iter();
             idx.ids.reserve(n);
-            for j in &jobs {
+            let mut pushed = Ok(());
+            'jobs: for j in &jobs {
                 firsts.push(idx.tree.len());
                 for e in &j.entries {
-                    let i = idx.tree.push(h.next().unwrap_or_default());
+                    let i = match idx.tree.try_push(h.next().unwrap_or_default()) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            pushed = Err(e);
+                            break 'jobs;
+                        }
+                    };
                     idx.offsets.push(offset);
                     offset += (RECORD_OVERHEAD + e.data.len()) as u64;
                     if let Some(id) = e.id {
@@ -732,6 +748,18 @@ impl Writer {
                     }
                 }
             }
+            pushed
+        };
+        if let Err(e) = pushed {
+            // The entries are on disk, but the tree's node files failed: nothing more
+            // can be proven, so nothing more is answered. A restart rebuilds the files.
+            tracing::error!(error = %e, "decision log tree files failed; refusing further decisions");
+            self.shared.poisoned.store(true, Ordering::Release);
+            self.queue.refuse_all(|| LogError::Poisoned);
+            for j in jobs {
+                let _ = j.reply.send(Err(LogError::Poisoned));
+            }
+            return false;
         }
         self.answer(jobs.into_iter().zip(firsts).map(|(j, first)| (j.reply, first)).collect());
         true
