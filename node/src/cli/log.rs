@@ -113,9 +113,12 @@ fn is_log(dir: &Path) -> bool {
 /// The sealed logs under a log directory, `sealed/1`, `sealed/2`, ... in order.
 pub fn sealed_logs(log_dir: &Path) -> Vec<PathBuf> {
     let Ok(list) = std::fs::read_dir(log_dir.join("sealed")) else { return Vec::new() };
-    let mut dirs: Vec<PathBuf> = list.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
     let number = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u64>().ok());
-    dirs.sort_by_key(|p| (number(p).unwrap_or(u64::MAX), p.clone()));
+    // Only `sealed/N`: a `N.partial` is a seal a crash interrupted, which the node
+    // finishes at its next start (see `log::seal`).
+    let mut dirs: Vec<PathBuf> =
+        list.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir() && number(p).is_some()).collect();
+    dirs.sort_by_key(|p| (number(p), p.clone()));
     dirs
 }
 

@@ -2,13 +2,15 @@
 //! was synced, and can crash before any operation, losing what was not yet durable.
 //!
 //! The model, after the ALICE study of crash vulnerabilities (Pillai et al., OSDI
-//! 2014) for a journaling file system such as ext4: files are inodes, names map to
-//! inodes. A file's data becomes durable at `sync_data`/`sync_all`; writes since its
-//! last sync are pending. Name operations (create, rename, remove, mkdir) are pending
-//! until a directory they touch is synced, which makes them and every earlier one
-//! durable (the journal commits in order). At a crash, each pending write is applied
-//! whole, torn (a random subset of its 512-byte sectors) or not at all, in any order;
-//! a prefix of the pending name operations is kept, a rename whole or not at all.
+//! 2014): files are inodes, names map to inodes. A file's data becomes durable at
+//! `sync_data`/`sync_all`; writes since its last sync are pending. A name operation
+//! (create, rename, remove, mkdir) becomes durable when a directory it touches is
+//! synced, and only then: syncing one directory makes nothing else durable, not even
+//! that directory's own name in its parent (names under a directory that did not
+//! survive are lost). At a crash, each pending write is applied whole, torn (a random
+//! subset of its 512-byte sectors) or not at all, in any order; of the pending name
+//! operations a prefix is kept (a journal commits them in order), a rename whole or not
+//! at all.
 //!
 //! A crash is set with [`SimFs::crash_at`]: the n-th mutating operation (create, write, set_len, sync, rename, remove, mkdir,
 //! directory sync) fails instead of running, and so does everything after it;
@@ -447,13 +449,14 @@ impl Storage for SimFs {
         let mut s = self.lock();
         SimFs::step(&mut s)?;
         s.syncs += 1;
-        // In order, as a journal commits: everything up to the last operation on `dir`.
-        if let Some(last) = s.pending_names.iter().rposition(|op| op.touches(dir)) {
-            let now: Vec<NameOp> = s.pending_names.drain(..=last).collect();
-            for op in &now {
-                op.apply(&mut s.durable_names);
-            }
+        // Only what touches `dir` becomes durable (a rename, whole): syncing one
+        // directory promises nothing about another, not even about its own name.
+        let (now, later): (Vec<NameOp>, Vec<NameOp>) =
+            std::mem::take(&mut s.pending_names).into_iter().partition(|op| op.touches(dir));
+        for op in &now {
+            op.apply(&mut s.durable_names);
         }
+        s.pending_names = later;
         Ok(())
     }
 }

@@ -374,10 +374,25 @@ impl LogHandle {
             .map_err(|source| LogError::Io { path: self.shared.dir.join("entries"), source })
     }
 
+    /// Makes sure a stored checkpoint covers `size` entries before anything about them
+    /// leaves the node (a proof or entries let a client compute that size's root), so
+    /// the high-water mark is never below what a client could hold. Sizes past the log
+    /// are left to the caller's range checks.
+    fn stored(&self, size: u64) -> Result<(), LogError> {
+        let covered = {
+            let idx = read_lock(&self.shared);
+            size > idx.tree.len() || idx.checkpoint.as_ref().is_some_and(|c| c.1.size >= size)
+        };
+        if !covered {
+            latest(&self.shared)?;
+        }
+        Ok(())
+    }
+
     /// An inclusion proof of entry `index` in the tree of `size` entries (0: the latest
     /// checkpoint), with the entry data and, for size 0, that checkpoint.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<Inclusion, LogError> {
-        let cp = if size == 0 { Some(latest(&self.shared)?) } else { None };
+        let cp = if size == 0 { Some(latest(&self.shared)?) } else { self.stored(size).map(|()| None)? };
         let size = cp.as_ref().map_or(size, |c| c.1.size);
         if index >= size {
             return Err(LogError::OutOfRange(format!("index: {index} is not below tree size {size}")));
@@ -396,6 +411,7 @@ impl LogHandle {
     /// A consistency proof from `size1` to `size2` (0: the latest checkpoint).
     pub fn consistency(&self, size1: u64, size2: u64) -> Result<(u64, Vec<Hash>), LogError> {
         let size2 = if size2 == 0 { latest(&self.shared)?.1.size } else { size2 };
+        self.stored(size2)?;
         let idx = read_lock(&self.shared);
         if size1 > size2 || size2 > idx.tree.len() {
             return Err(LogError::Invalid(format!(
@@ -414,6 +430,7 @@ impl LogHandle {
             (start.saturating_add(count).min(idx.tree.len()), idx.offsets.base(start))
         };
         let Some(mut at) = base else { return Ok(Vec::new()) };
+        self.stored(end)?;
         let path = || self.shared.dir.join("entries");
         let mut out = Vec::new();
         let file = self.shared.reader.as_ref();
@@ -878,6 +895,29 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let index = rt.block_on(async { within_30s(log.append(vec![entry(0)])).await.unwrap() });
         assert_eq!(index, 0);
+    }
+
+    /// The size of the checkpoint stored on disk.
+    fn stored_size(dir: &std::path::Path) -> u64 {
+        let note = std::fs::read_to_string(dir.join("checkpoint")).unwrap();
+        note.lines().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proofs_and_entries_leave_only_after_their_size_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = GroupCommit { checkpoint_interval: Duration::from_secs(3600), ..GroupCommit::default() };
+        let log = start(dir.path(), commit);
+        within_30s(log.append((0..5).map(entry).collect())).await.unwrap();
+        assert_eq!(stored_size(dir.path()), 0, "nothing asked for a checkpoint yet");
+        log.inclusion(1, 3).unwrap();
+        assert!(stored_size(dir.path()) >= 3, "a proof against size 3 left before size 3 was stored");
+        within_30s(log.append(vec![entry(5)])).await.unwrap();
+        log.consistency(2, 6).unwrap();
+        assert_eq!(stored_size(dir.path()), 6, "a consistency proof to size 6");
+        within_30s(log.append(vec![entry(6)])).await.unwrap();
+        assert_eq!(log.entries(0, 10).unwrap().len(), 7);
+        assert_eq!(stored_size(dir.path()), 7, "entries up to 7 let a client compute that root");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
