@@ -216,10 +216,11 @@ async fn full_disk(room: u64, batch: usize) {
     // The disk fills: a ballast leaves `room` bytes, then decisions take what is left.
     let ballast = data.join("ballast");
     let ballast_size = fill(&ballast, room);
+    let full = Instant::now();
     let (more, refused) = evaluate_until_refused(&c, &log, &served, "full", batch).await;
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     acked.extend(more);
-    let filled = started.elapsed();
+    let filled = full.elapsed();
 
     // Fails closed: NOT_SERVING, and every further call refused, none answered.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -298,7 +299,7 @@ async fn full_disk(room: u64, batch: usize) {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     drop(mount);
     eprintln!(
-        "ballast {ballast_size} bytes leaving {room}: {} decisions acknowledged, refused after {:.1} s ({}), \
+        "ballast {ballast_size} bytes leaving {room}: {} decisions acknowledged, refused {:.1} s after the ballast ({}), \
          stopped with {stopped}, log of {} entries after restart, {} served checkpoints consistent, {:.1} s in all",
         acked.len(),
         filled.as_secs_f64(),
