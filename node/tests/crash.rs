@@ -86,6 +86,7 @@ async fn kill_9_under_load_loses_no_acknowledged_decision() {
         }
 
         // Load: 16 concurrent clients, each recording what the node acknowledged.
+        let acked_before = acked.lock().unwrap().len();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::new();
         for t in 0..16u64 {
@@ -129,7 +130,20 @@ async fn kill_9_under_load_loses_no_acknowledged_decision() {
             t.await.unwrap();
         }
         checkpoints.extend(watcher.await.unwrap());
-        assert!(acked.lock().unwrap().len() as u64 > round, "the load made progress");
+        // This round made progress after its restart: the node acknowledged new
+        // decisions, each at a new index past the log it recovered.
+        let acked_now = acked.lock().unwrap().clone();
+        let fresh = &acked_now[acked_before..];
+        assert!(!fresh.is_empty(), "round {round}: no decision acknowledged after the restart");
+        assert!(
+            fresh.iter().all(|(_, index)| *index >= now.size),
+            "round {round}: a new decision was given an index below the recovered size {}",
+            now.size
+        );
+        let mut indexes: Vec<u64> = acked_now.iter().map(|(_, i)| *i).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        assert_eq!(indexes.len(), acked_now.len(), "round {round}: a log index was acknowledged twice");
         child = start(&data, port);
     }
     connect(&url).await;

@@ -52,8 +52,9 @@ async fn verdict(c: &mut ComplianceClient<tonic::transport::Channel>) -> (i32, V
     (d.verdict, d.policy.unwrap().sha256)
 }
 
+/// Polls `f` until it holds, for up to 10 s (a bound for a loaded machine, not a delay).
 async fn wait_for<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if f().await {
             return true;
@@ -136,8 +137,11 @@ async fn policy_edits_take_effect_and_bad_edits_change_nothing() {
     assert!(info.jurisdictions[0].last_error.contains("minning"));
     assert_eq!(verdict(&mut c).await, (proto::Verdict::Deny as i32, digest2.clone()));
 
-    // A new file with an error in another jurisdiction is also refused as a whole.
-    std::fs::write(&path, POLICY).unwrap();
+    // A new file with an error in another jurisdiction is also refused as a whole, even
+    // with xx.toml valid again. The bad file goes first, so no reload can see a valid
+    // directory in between; the test waits until a reload has seen both files as they
+    // end up (yy.toml's error, no longer xx.toml's) and was rejected.
+    let errors = c.node_info(proto::NodeInfoRequest {}).await.unwrap().into_inner().policy_reload_errors;
     std::fs::write(
         dir.path().join("policy/yy.toml"),
         POLICY
@@ -146,8 +150,28 @@ async fn policy_edits_take_effect_and_bad_edits_change_nothing() {
             .replace("effect = \"deny\"", "effect = \"block\""),
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(verdict(&mut c).await.1, digest2);
+    std::fs::write(&path, POLICY).unwrap();
+    assert!(
+        wait_for(|| {
+            let mut c = c.clone();
+            async move {
+                let info = c.node_info(proto::NodeInfoRequest {}).await.unwrap().into_inner();
+                info.policy_reload_errors > errors
+                    && info.last_reload_error.contains("yy.toml:")
+                    && !info.last_reload_error.contains("minning")
+            }
+        })
+        .await,
+        "no rejected reload of the directory with yy.toml: {:?}",
+        c.node_info(proto::NodeInfoRequest {}).await.unwrap().into_inner().last_reload_error
+    );
+    let info = c.node_info(proto::NodeInfoRequest {}).await.unwrap().into_inner();
+    assert!(info.last_reload_error.contains("`block`"), "{}", info.last_reload_error);
+    assert_eq!(
+        verdict(&mut c).await,
+        (proto::Verdict::Deny as i32, digest2.clone()),
+        "a rejected reload changed the policy"
+    );
     std::fs::remove_file(dir.path().join("policy/yy.toml")).unwrap();
     assert!(
         wait_for(|| {

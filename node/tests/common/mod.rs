@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that run the `silkgate` binary as a process.
 #![allow(dead_code)]
 
+pub mod log_files;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,6 +56,25 @@ impl Node {
     /// A client, once the node answers NodeInfo.
     pub async fn client(&self) -> ComplianceClient<tonic::transport::Channel> {
         connect(&self.url).await
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the node does.
+    pub fn sigterm(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) with a valid signal number has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the process to exit, failing the test after `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "node {} did not exit within {limit:?}", self.url);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub fn signal(&self, sig: &str) {
