@@ -1,17 +1,22 @@
-//! Hostile input against the real server: requests crafted byte by byte (a field
+//! Hostile clients against the real server: requests crafted byte by byte (a field
 //! repeated, invalid UTF-8, truncated messages, huge values), each answered
-//! INVALID_ARGUMENT or NOT_FOUND naming the field, with a bounded message.
+//! INVALID_ARGUMENT or NOT_FOUND naming the field with a bounded message; and
+//! connections that send half a preface or read no answers, which hold bounded
+//! resources for a bounded time.
 
 mod common;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut};
 use prost::Message;
 use silkgate::proto;
-use silkgate::server::Options;
+use silkgate::server::{ConnectionLimits, Options};
 use silkgate::service::{MAX_MESSAGE_LEN, NodeState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tonic::Code;
 
 const EXCHANGE_RULE: &str = r#"
@@ -25,6 +30,10 @@ citation = "XX Act s. 3"
 
 /// Starts the node in this process on a free port, with a log in `dir`.
 async fn start(dir: &Path, options: Options) -> std::net::SocketAddr {
+    start_with_state(dir, options).await.0
+}
+
+async fn start_with_state(dir: &Path, options: Options) -> (std::net::SocketAddr, Arc<NodeState>) {
     let policy = dir.join("policy");
     std::fs::create_dir_all(&policy).unwrap();
     std::fs::write(policy.join("xx.toml"), format!("{}{EXCHANGE_RULE}", common::POLICY)).unwrap();
@@ -35,8 +44,8 @@ async fn start(dir: &Path, options: Options) -> std::net::SocketAddr {
     let state = Arc::new(NodeState::new("hostile".into(), policies, signer, key.valid_from, 60, Some(log)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(silkgate::server::run_with(listener, state, options, std::future::pending()));
-    addr
+    tokio::spawn(silkgate::server::run_with(listener, state.clone(), options, std::future::pending()));
+    (addr, state)
 }
 
 /// A message sent as the exact bytes given.
@@ -201,4 +210,191 @@ async fn errors_echo_a_bounded_part_of_the_input() {
     let Some(proto::batch_result::Result::Error(e)) = &r.results[0].result else { panic!() };
     assert_eq!(e.code, Code::NotFound as i32);
     assert!(e.message.len() <= MAX_MESSAGE_LEN);
+}
+
+// Raw HTTP/2, to be a client no library would be: one that stops half-way through the
+// preface, or that opens streams and never lets the server send their answers.
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PING: u8 = 6;
+const ACK: u8 = 1;
+const REFUSED_STREAM: u32 = 7;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend([kind, flags]);
+    out.extend(stream.to_be_bytes());
+    out.extend(payload);
+    out
+}
+
+/// The next frame: its type, flags, stream and payload; `None` once the server closed
+/// the connection or sent nothing within `wait`.
+async fn next_frame(sock: &mut TcpStream, wait: Duration) -> Option<(u8, u8, u32, Vec<u8>)> {
+    tokio::time::timeout(wait, async {
+        let mut head = [0u8; 9];
+        sock.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        sock.read_exact(&mut payload).await.ok()?;
+        Some((head[3], head[4], stream, payload))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The server's SETTINGS, as (identifier, value) pairs.
+async fn server_settings(sock: &mut TcpStream) -> Vec<(u16, u32)> {
+    loop {
+        let (kind, flags, _, payload) = next_frame(sock, Duration::from_secs(5)).await.expect("server SETTINGS");
+        if kind == SETTINGS && flags & ACK == 0 {
+            return payload
+                .chunks(6)
+                .map(|c| (u16::from_be_bytes([c[0], c[1]]), u32::from_be_bytes([c[2], c[3], c[4], c[5]])))
+                .collect();
+        }
+    }
+}
+
+/// HPACK: each header a literal without indexing, names and values not Huffman-coded.
+fn header_block(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        out.push(0);
+        out.push(name.len() as u8);
+        out.extend(name.as_bytes());
+        out.push(value.len() as u8);
+        out.extend(value.as_bytes());
+    }
+    out
+}
+
+/// Frames opening `stream` with one Evaluate call, request sent in full.
+fn evaluate_call(stream: u32, id: &str) -> Vec<u8> {
+    let headers = header_block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/silkgate.v1.Compliance/Evaluate"),
+        (":authority", "silkgate"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]);
+    let message = common::request("XX", id).encode_to_vec();
+    let mut body = vec![0];
+    body.extend((message.len() as u32).to_be_bytes());
+    body.extend(message);
+    [frame(HEADERS, 0x4, stream, &headers), frame(DATA, 0x1, stream, &body)].concat()
+}
+
+/// A client that sends half the preface and then nothing is closed once the handshake
+/// timeout passes; one that sends it all in time is served.
+#[tokio::test]
+async fn a_half_sent_preface_is_closed_at_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let timeout = Duration::from_millis(400);
+    let connections = ConnectionLimits { handshake_timeout: timeout, ..Default::default() };
+    let addr = start(dir.path(), Options { connections, ..Default::default() }).await;
+
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let t = Instant::now();
+    slow.write_all(&PREFACE[..10]).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "still open after 10 s: {read:?}");
+    let took = t.elapsed();
+    assert!(took >= timeout - Duration::from_millis(50) && took < timeout * 5, "closed after {took:?}");
+
+    // At the bound: the rest of the preface comes late, but in time.
+    let mut late = TcpStream::connect(addr).await.unwrap();
+    late.write_all(&PREFACE[..10]).await.unwrap();
+    tokio::time::sleep(timeout / 2).await;
+    late.write_all(&PREFACE[10..]).await.unwrap();
+    late.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    server_settings(&mut late).await;
+    tokio::time::sleep(timeout * 2).await;
+    late.write_all(&frame(PING, 0, 0, b"12345678")).await.unwrap();
+    loop {
+        let (kind, flags, _, payload) =
+            next_frame(&mut late, Duration::from_secs(5)).await.expect("open and answering");
+        if kind == PING {
+            assert_eq!((flags, payload.as_slice()), (ACK, b"12345678".as_slice()));
+            break;
+        }
+    }
+}
+
+/// A client that opens streams and never reads (a zero flow-control window) once had
+/// 60,000 calls evaluated and held on one connection; now streams past the limit are
+/// refused, and only those within it are evaluated.
+#[tokio::test]
+async fn a_connection_holds_at_most_max_streams_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let connections = ConnectionLimits { max_streams: 4, ..Default::default() };
+    let (addr, state) = start_with_state(dir.path(), Options { connections, ..Default::default() }).await;
+
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    sock.write_all(PREFACE).await.unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: the server may send no answer's DATA.
+    sock.write_all(&frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0])).await.unwrap();
+    let settings = server_settings(&mut sock).await;
+    sock.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+
+    let streams: Vec<u32> = (0..20).map(|i| 1 + 2 * i).collect();
+    for &s in &streams {
+        sock.write_all(&evaluate_call(s, &format!("slow-{s}"))).await.unwrap();
+    }
+    let mut refused = Vec::new();
+    while let Some((kind, _, stream, payload)) = next_frame(&mut sock, Duration::from_secs(1)).await {
+        if kind == RST_STREAM && u32::from_be_bytes(payload[..4].try_into().unwrap()) == REFUSED_STREAM {
+            refused.push(stream);
+        }
+    }
+    assert_eq!(refused, streams[4..], "streams past the 4th refused");
+    let log = state.log.as_ref().unwrap();
+    assert_eq!(log.size(), 4, "only the streams within the limit were evaluated");
+    assert!(settings.contains(&(3, 4)), "SETTINGS_MAX_CONCURRENT_STREAMS = 4 in {settings:?}");
+}
+
+#[test]
+fn connection_settings_out_of_range_exit_64_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (args, env, needle) in [
+        (
+            &["--max-streams-per-connection", "0"][..],
+            None,
+            "max_streams_per_connection: must be between 1 and 65535, got 0",
+        ),
+        (&["--handshake-timeout-ms", "5"], None, "handshake_timeout_ms: must be between 10 and 300000, got 5"),
+        (
+            &[],
+            Some(("SILKGATE_KEEPALIVE_TIMEOUT_SECS", "0")),
+            "keepalive_timeout_secs: must be between 1 and 3600, got 0",
+        ),
+        (&["--keepalive-interval-secs", "86401"], None, "keepalive_interval_secs: must be between 0 and 86400"),
+        (&["--max-connection-age-secs", "31536001"], None, "max_connection_age_secs: must be between 0 and 31536000"),
+        (
+            &["--max-connection-age-grace-secs", "86401"],
+            None,
+            "max_connection_age_grace_secs: must be between 0 and 86400",
+        ),
+        (&["--config", "c.toml"], None, "max_header_list_bytes: must be between 1024 and 1048576, got 10"),
+    ] {
+        std::fs::write(d.join("c.toml"), "max_header_list_bytes = 10\n").unwrap();
+        let mut cmd = common::bin();
+        cmd.arg("serve").args(args).current_dir(d);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+    }
 }
