@@ -398,3 +398,61 @@ fn connection_settings_out_of_range_exit_64_naming_the_setting() {
         assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
     }
 }
+
+/// Deciding 1000 items takes tens of milliseconds of CPU; on an async worker it would
+/// hold up every other task of that worker (and the per-call timeout could not
+/// interrupt it). On one runtime thread, a task that counts its turns must get turns
+/// while the batch is decided; the answers stay in order.
+#[test]
+fn a_large_batch_is_decided_off_the_async_worker() {
+    use silkgate::proto::server::compliance_server::Compliance;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy");
+        std::fs::create_dir_all(&policy).unwrap();
+        std::fs::write(policy.join("xx.toml"), common::POLICY).unwrap();
+        let policies = silkgate::loader::load_dir(&policy, None).unwrap();
+        let key = silkgate::keys::load_or_create(&dir.path().join("node.key")).unwrap();
+        // No log: its append would give the other task turns whatever the batch does.
+        let state = NodeState::new("b".into(), policies, Arc::new(key.signer), key.valid_from, 60, None);
+        let limits = silkgate::limits::Limits::new(silkgate::limits::LimitConfig::default());
+        let service = silkgate::service::ComplianceService::new(
+            Arc::new(state),
+            Arc::new(limits),
+            Arc::new(silkgate::tls::Authz::default()),
+        );
+
+        let (turns, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (t, d) = (turns.clone(), done.clone());
+        tokio::spawn(async move {
+            while !d.load(Ordering::Relaxed) {
+                t.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        let items = (0..silkgate::service::MAX_BATCH)
+            .map(|i| silkgate::wire::EvaluateRequest {
+                jurisdiction: "XX".into(),
+                request: Some(common::request("XX", &format!("b{i}")).request.unwrap().encode_to_vec().into()),
+                ..Default::default()
+            })
+            .collect();
+        let batch = silkgate::wire::EvaluateBatchRequest { items, ..Default::default() };
+        let before = turns.load(Ordering::Relaxed);
+        let r = service.evaluate_batch(tonic::Request::new(batch)).await.unwrap().into_inner();
+        let during = turns.load(Ordering::Relaxed) - before;
+        done.store(true, Ordering::Relaxed);
+
+        assert!(during > 0, "the other task got no turn while the batch was decided");
+        assert_eq!(r.results.len(), silkgate::service::MAX_BATCH);
+        for (i, result) in r.results.into_iter().enumerate() {
+            let Some(silkgate::wire::batch_result::Result::Ok(ok)) = result.result else { panic!("item {i}") };
+            let signed = proto::SignedDecision::decode(ok.decision.unwrap()).unwrap();
+            let d = proto::Decision::decode(signed.payload.as_slice()).unwrap();
+            assert_eq!(d.request_id, format!("b{i}"));
+        }
+    });
+}
