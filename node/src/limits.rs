@@ -65,6 +65,13 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// An admitted call's permit. Shared, so that it can ride in the response's extensions
+/// (which must be `Clone`) and then in its body (see `server`): the call counts against
+/// the concurrency limit until its answer has been sent, not only until it was made, so
+/// clients that read no answers cannot pile up answers past the limit.
+#[derive(Clone)]
+pub struct Admitted(pub Arc<OwnedSemaphorePermit>);
+
 /// Why a call was refused before it was evaluated.
 pub enum Refusal {
     Overloaded,

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::server::Connected;
 
-use crate::limits::{LimitConfig, Limits};
+use crate::limits::{Admitted, LimitConfig, Limits};
 use crate::log_service::DecisionLogService;
 use crate::proto::decision_log_server::DecisionLogServer;
 use crate::proto::server::compliance_server::ComplianceServer;
@@ -167,6 +167,7 @@ pub async fn run_with(
     }
     let handshake_timeout = c.handshake_timeout;
     let router = builder
+        .layer(AnswerLayer)
         .add_service(health_service)
         .add_service(compliance)
         .add_optional_service(log)
@@ -287,6 +288,123 @@ impl Default for Backoff {
     }
 }
 
+/// Around every call, once its handler has answered: moves the call's admission permit
+/// ([`Admitted`], left in the response's extensions by the service) into the response
+/// body, so it is released when the answer has been sent or the stream dropped; and cuts
+/// `grpc-message` in headers and trailers to [`MAX_GRPC_MESSAGE`] bytes, whatever
+/// service built the status.
+#[derive(Clone, Copy)]
+struct AnswerLayer;
+
+impl<S> tower_layer::Layer<S> for AnswerLayer {
+    type Service = Answer<S>;
+
+    fn layer(&self, inner: S) -> Answer<S> {
+        Answer(inner)
+    }
+}
+
+#[derive(Clone)]
+struct Answer<S>(S);
+
+impl<S, R, B> tower_service::Service<R> for Answer<S>
+where
+    S: tower_service::Service<R, Response = http::Response<B>>,
+{
+    type Response = http::Response<HeldBody<B>>;
+    type Error = S::Error;
+    type Future = AnswerFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        AnswerFuture { inner: self.0.call(req) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct AnswerFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, B, E> Future for AnswerFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<HeldBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = std::task::ready!(self.project().inner.poll(cx))?;
+        let (mut parts, body) = response.into_parts();
+        cap_grpc_message(&mut parts.headers);
+        let permit = parts.extensions.remove::<Admitted>();
+        Poll::Ready(Ok(http::Response::from_parts(parts, HeldBody { body, _permit: permit })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that holds its call's admission permit until it is dropped.
+    struct HeldBody<B> {
+        #[pin]
+        body: B,
+        _permit: Option<Admitted>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for HeldBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut frame = std::task::ready!(self.project().body.poll_frame(cx));
+        if let Some(Ok(f)) = &mut frame
+            && let Some(trailers) = f.trailers_mut()
+        {
+            cap_grpc_message(trailers);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Longest `grpc-message` sent, in bytes as percent-encoded on the wire: room for a
+/// [`crate::service::MAX_MESSAGE_LEN`] message of ASCII with a few escapes.
+pub const MAX_GRPC_MESSAGE: usize = 2048;
+
+/// Cuts `grpc-message` to [`MAX_GRPC_MESSAGE`] bytes, never inside a `%XX` escape, and
+/// marks the cut with an ellipsis.
+fn cap_grpc_message(headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get("grpc-message") else { return };
+    let bytes = value.as_bytes();
+    if bytes.len() <= MAX_GRPC_MESSAGE {
+        return;
+    }
+    const ELLIPSIS: &[u8] = b"%E2%80%A6";
+    let mut end = MAX_GRPC_MESSAGE - ELLIPSIS.len();
+    if let Some(escape) = bytes[end.saturating_sub(2)..end].iter().position(|&b| b == b'%') {
+        end = end - 2 + escape;
+    }
+    let cut = [&bytes[..end], ELLIPSIS].concat();
+    // Cut from a valid header value at a byte that starts no escape: still valid.
+    if let Ok(v) = http::HeaderValue::from_bytes(&cut) {
+        headers.insert("grpc-message", v);
+    }
+}
+
 /// A connection that tells HTTP/2 it has no vectored writes.
 ///
 /// h2 then copies frames of up to 1 KiB into its write buffer instead of sending each
@@ -386,6 +504,22 @@ mod tests {
         assert_eq!(&got[24..], b"request");
         server.shutdown().await.unwrap();
         assert_eq!(client.read(&mut got).await.unwrap(), 0, "shut down");
+    }
+
+    #[test]
+    fn grpc_messages_are_cut_outside_escapes() {
+        for (message, want_end) in [("a".repeat(5000), "aaa%E2%80%A6"), ("%2F".repeat(2000), "%2F%2F%E2%80%A6")] {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-message", http::HeaderValue::from_str(&message).unwrap());
+            cap_grpc_message(&mut h);
+            let got = h.get("grpc-message").unwrap().to_str().unwrap();
+            assert!(got.len() <= MAX_GRPC_MESSAGE && got.len() > MAX_GRPC_MESSAGE - 12, "{}", got.len());
+            assert!(got.ends_with(want_end), "{}", &got[got.len() - 20..]);
+        }
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-message", http::HeaderValue::from_static("short"));
+        cap_grpc_message(&mut h);
+        assert_eq!(h.get("grpc-message").unwrap(), "short");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
 
 use crate::decision::{self, Signer};
-use crate::limits::Limits;
+use crate::limits::{Admitted, Limits};
 use crate::log::LogHandle;
 use crate::log::writer::Entry;
 use crate::metrics::{DecisionLabels, Metrics};
@@ -132,21 +132,26 @@ impl ComplianceService {
         ComplianceService { state, limits, authz }
     }
 
-    /// Admission (rate limit, concurrency) and the per-call timeout around `call`.
+    /// Admission (rate limit, concurrency) and the per-call timeout around `call`. The
+    /// answer carries the admission permit in its extensions, for the server to hold
+    /// until the answer is sent.
     async fn limited<T>(
         &self,
         client: Option<std::net::IpAddr>,
         call: impl std::future::Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
-        let _permit = self.limits.admit(client).map_err(|r| {
+    ) -> Result<Response<T>, Status> {
+        let permit = self.limits.admit(client).map_err(|r| {
             self.state.metrics.reject(r.reason());
             r.status()
         })?;
         let timeout = self.limits.config.request_timeout;
-        tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
+        let answer = tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
             self.state.metrics.reject("timeout");
             Err(Status::deadline_exceeded(format!("not answered within the {} ms limit", timeout.as_millis())))
-        })
+        })?;
+        let mut response = Response::new(answer);
+        response.extensions_mut().insert(Admitted(Arc::new(permit)));
+        Ok(response)
     }
 
     /// Evaluates and signs one request. Never panics on any input; fails closed. The
@@ -354,7 +359,7 @@ impl Compliance for ComplianceService {
             })
             .await?;
         self.state.metrics.latency.observe(started.elapsed().as_secs_f64());
-        Ok(Response::new(response))
+        Ok(response)
     }
 
     async fn evaluate_batch(
@@ -364,7 +369,7 @@ impl Compliance for ComplianceService {
         self.authz.check(request.peer_certs(), Group::Evaluation)?;
         let _serving = self.state.log.as_ref().map(|l| l.serving());
         let client = request.remote_addr().map(|a| a.ip());
-        self.limited(client, self.batch(request.into_inner())).await.map(Response::new)
+        self.limited(client, self.batch(request.into_inner())).await
     }
 
     async fn node_info(&self, _: Request<proto::NodeInfoRequest>) -> Result<Response<proto::NodeInfoResponse>, Status> {

@@ -456,3 +456,55 @@ fn a_large_batch_is_decided_off_the_async_worker() {
         }
     });
 }
+
+/// A call counts against --max-concurrency until its answer is sent: two calls whose
+/// answers a client does not read hold both permits, so a third is refused; once that
+/// client goes away, calls are served again.
+#[tokio::test]
+async fn answers_not_yet_sent_count_against_the_concurrency_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = silkgate::limits::LimitConfig { max_concurrency: 2, ..Default::default() };
+    let (addr, state) = start_with_state(dir.path(), Options { limits, ..Default::default() }).await;
+
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(PREFACE).await.unwrap();
+    slow.write_all(&frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0])).await.unwrap();
+    server_settings(&mut slow).await;
+    slow.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+    slow.write_all(&[evaluate_call(1, "slow-1"), evaluate_call(3, "slow-3")].concat()).await.unwrap();
+    let log = state.log.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log.size() < 2 {
+        assert!(Instant::now() < deadline, "the two calls were not decided");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut client = common::connect(&format!("http://{addr}")).await;
+    let status = client.evaluate(common::request("XX", "third")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.evaluate(common::request("XX", "after")).await.is_err() {
+        assert!(Instant::now() < deadline, "permits not released when the connection closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every status leaving the server has a bounded message, also those built by services
+/// that repeat input unbounded (the DecisionLog's unknown decision id).
+#[tokio::test]
+async fn every_status_message_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(dir.path(), Options::default()).await;
+    let mut log = proto::decision_log_client::DecisionLogClient::connect(format!("http://{addr}")).await.unwrap();
+    let id = "d".repeat(1 << 20);
+    let request = proto::GetInclusionProofRequest {
+        target: Some(proto::get_inclusion_proof_request::Target::DecisionId(id)),
+        ..Default::default()
+    };
+    let status = log.get_inclusion_proof(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().starts_with("decision_id: `ddd"), "{}", &status.message()[..40]);
+    assert!(status.message().len() <= silkgate::server::MAX_GRPC_MESSAGE, "{}", status.message().len());
+}

@@ -73,7 +73,8 @@ pub struct Args {
     /// Largest request accepted, in bytes [default: 4194304].
     #[arg(long, env = "SILKGATE_MAX_REQUEST_BYTES")]
     max_request_bytes: Option<usize>,
-    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED [default: 1024].
+    /// Calls served at once, each counted until its answer is sent; more are refused
+    /// with RESOURCE_EXHAUSTED [default: 1024].
     #[arg(long, env = "SILKGATE_MAX_CONCURRENCY")]
     max_concurrency: Option<usize>,
     /// Server time allowed per call, in ms [default: 5000].
