@@ -205,7 +205,7 @@ async fn errors_echo_a_bounded_part_of_the_input() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().len() < 300, "{}", status.message().len());
 
-    let item = [field(1, huge[..1 << 19].as_bytes()), field(2, &deployment(&[]))].concat();
+    let item = [field(1, &huge.as_bytes()[..1 << 19]), field(2, &deployment(&[]))].concat();
     let r = batch(addr, &[item]).await.unwrap();
     let Some(proto::batch_result::Result::Error(e)) = &r.results[0].result else { panic!() };
     assert_eq!(e.code, Code::NotFound as i32);
