@@ -4,6 +4,11 @@
 //! Besides `Compliance` and `DecisionLog` the server answers `grpc.health.v1.Health`
 //! (SERVING only while policies, key and log are usable) and server reflection (v1 and
 //! v1alpha), so grpcurl works without the proto files.
+//!
+//! Every connection is bounded (see [`ConnectionLimits`]): its handshake and HTTP/2
+//! preface must arrive in time, it holds a bounded number of calls, idle peers are
+//! pinged and old connections retired; each call holds its admission permit until its
+//! answer is sent, and no status message leaves longer than [`MAX_GRPC_MESSAGE`].
 
 use std::future::Future;
 use std::pin::Pin;
