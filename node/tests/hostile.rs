@@ -565,3 +565,37 @@ async fn running_out_of_descriptors_does_not_spin_the_accept_loops() {
     // 2 s is 200 ticks of one core at 100 Hz; spinning used 100 or more.
     assert!(used <= 20, "the node used {used} ticks in 2 s with accept failing");
 }
+
+/// /metrics runs on hyper's HTTP/1 server: same route, content type and body as the
+/// hand-written one it replaced, and a client that never finishes its headers is
+/// closed after the 5 s header timeout.
+#[tokio::test]
+async fn metrics_answer_over_hyper_and_drop_slow_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, state) = start_with_state(dir.path(), Options::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(silkgate::metrics::serve(listener, state.metrics.clone(), state.clone()));
+
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4\r\n"), "{out}");
+    assert!(out.contains("silkgate_log_entries"), "{out}");
+
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /nothing HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"), "{out}");
+
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let t = Instant::now();
+    slow.write_all(b"GET /metr").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a client with half its headers still connected after 15 s");
+    assert!(t.elapsed() >= Duration::from_secs(4), "closed after {:?}", t.elapsed());
+}
