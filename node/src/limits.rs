@@ -1,8 +1,8 @@
 //! Admission control: a concurrency limit that sheds load, a per-request timeout, and a
-//! per-client rate limit (token bucket per client address).
+//! per-client rate limit (token bucket per client address, IPv6 clients per /64).
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,11 +32,45 @@ impl Default for LimitConfig {
     }
 }
 
+/// Most clients the rate limiter keeps a bucket for. Past it, each new client makes the
+/// limiter forget the client it has tracked longest (which starts again with a full
+/// bucket if it comes back): memory stays under about 5 MB (some 70 bytes a client),
+/// and a call costs O(1) however many addresses a client rotates through.
+pub const MAX_TRACKED_CLIENTS: usize = 65_536;
+
 pub struct Limits {
     pub config: LimitConfig,
     permits: Arc<Semaphore>,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<Buckets>,
 }
+
+/// Token buckets by client key, and the keys in the order they were first seen.
+#[derive(Default)]
+struct Buckets {
+    by_client: HashMap<IpAddr, (f64, Instant)>,
+    order: VecDeque<IpAddr>,
+    /// Entries looked up or evicted so far: the work calls did, for tests.
+    work: u64,
+}
+
+/// The key a client is rate limited under: its IPv4 address, or its IPv6 /64 (one host
+/// commonly holds a whole /64, and can change addresses inside it at will).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)))),
+        },
+    }
+}
+
+/// An admitted call's permit. Shared, so that it can ride in the response's extensions
+/// (which must be `Clone`) and then in its body (see `server`): the call counts against
+/// the concurrency limit until its answer has been sent, not only until it was made, so
+/// clients that read no answers cannot pile up answers past the limit.
+#[derive(Clone)]
+pub struct Admitted(pub Arc<OwnedSemaphorePermit>);
 
 /// Why a call was refused before it was evaluated.
 pub enum Refusal {
@@ -64,7 +98,7 @@ impl Limits {
     pub fn new(config: LimitConfig) -> Self {
         Limits {
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
             config,
         }
     }
@@ -83,13 +117,20 @@ impl Limits {
 
     fn take_token(&self, ip: IpAddr, now: Instant) -> bool {
         let (rate, burst) = (self.config.rate_per_client, self.config.rate_burst.max(1.0));
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
-            // Forget clients idle long enough to have a full bucket again.
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        let key = client_key(ip);
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = &mut *b;
+        b.work += 1;
+        if !b.by_client.contains_key(&key) {
+            while b.by_client.len() >= MAX_TRACKED_CLIENTS {
+                let Some(oldest) = b.order.pop_front() else { break };
+                b.by_client.remove(&oldest);
+                b.work += 1;
+            }
+            b.order.push_back(key);
         }
-        let (tokens, at) = buckets.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        let (tokens, at) = b.by_client.entry(key).or_insert((burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -123,5 +164,43 @@ mod tests {
         assert!(!l.take_token(a, t0));
         assert!(l.take_token(b, t0));
         assert!(l.take_token(a, t0 + Duration::from_millis(1100)));
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        let l = Limits::new(LimitConfig { rate_per_client: 1.0, rate_burst: 1.0, ..Default::default() });
+        let t0 = Instant::now();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert!(l.take_token(ip("2001:db8:1:2::1"), t0));
+        assert!(!l.take_token(ip("2001:db8:1:2:ffff:1234:5678:9abc"), t0), "same /64");
+        assert!(l.take_token(ip("2001:db8:1:3::1"), t0), "another /64");
+        assert!(l.take_token(ip("::ffff:192.0.2.1"), t0));
+        assert!(!l.take_token(ip("192.0.2.1"), t0), "an IPv4-mapped address is its IPv4 address");
+    }
+
+    /// 200,000 clients, none of whose buckets refill during the test (the old limiter
+    /// kept them all, and scanned them all on every call once it held 100,000).
+    #[test]
+    fn many_clients_cost_bounded_memory_and_constant_work_per_call() {
+        let l = Limits::new(LimitConfig { rate_per_client: 0.001, rate_burst: 1.0, ..Default::default() });
+        let t0 = Instant::now();
+        let mut most = 0;
+        for i in 0..200_000u32 {
+            let before = l.buckets.lock().unwrap().work;
+            let ip = if i % 2 == 0 {
+                IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000u32 + i))
+            } else {
+                IpAddr::from(Ipv6Addr::from((0x2001_0db8u128 << 96) | (u128::from(i) << 64) | 1))
+            };
+            assert!(l.take_token(ip, t0));
+            let b = l.buckets.lock().unwrap();
+            most = most.max(b.work - before);
+            assert!(b.by_client.len() <= MAX_TRACKED_CLIENTS);
+            assert_eq!(b.order.len(), b.by_client.len());
+        }
+        assert!(most <= 2, "a call looked at {most} entries");
+        assert_eq!(l.buckets.lock().unwrap().by_client.len(), MAX_TRACKED_CLIENTS);
+        // The newest clients are still limited.
+        assert!(!l.take_token(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000u32 + 199_998)), t0));
     }
 }

@@ -1,15 +1,23 @@
 //! Prometheus metrics, and the small HTTP endpoint that serves them.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use crate::server::Backoff;
+use crate::service::NodeState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
@@ -114,56 +122,59 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (and `GET /healthz`) over plain HTTP/1.1 on `listener`.
-///
-/// Hand-written on purpose: two fixed routes do not justify an HTTP framework in the
-/// binary, and hyper is already in the tree only through tonic's HTTP/2 server.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: std::sync::Arc<Metrics>,
-    state: std::sync::Arc<crate::service::NodeState>,
-) {
+/// Time a client has to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time one connection may last, request and answer together.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `GET /metrics` (and `GET /healthz`) over HTTP/1.1 on `listener`, with hyper's
+/// HTTP/1 server (the one tonic runs on): one request per connection, headers within
+/// 5 s, the whole exchange within 30 s.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, state: Arc<NodeState>) {
+    let mut backoff = Backoff::default();
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else { continue };
-        let metrics = metrics.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while n < buf.len() {
-                    match sock.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => {
-                            n += k;
-                            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => {
+                backoff.reset();
+                sock
             }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if head.starts_with("GET /metrics ") {
-                if let Some(log) = &state.log {
-                    metrics.observe_log(log);
-                }
-                metrics.observe_reload(&state.reload);
-                ("200 OK", metrics.encode())
-            } else if head.starts_with("GET /healthz ") {
-                ("200 OK", "ok\n".to_string())
-            } else {
-                ("404 Not Found", "not found\n".to_string())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
+            Err(e) => {
+                // Out of file descriptors, most often: retrying at once would spin.
+                tracing::warn!(error = %e, retry_ms = backoff.delay().as_millis() as u64, "metrics accept failed");
+                backoff.wait().await;
+                continue;
+            }
+        };
+        let (metrics, state) = (metrics.clone(), state.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let response = answer(&req, &metrics, &state);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(false);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(sock), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
         });
     }
+}
+
+fn answer<B>(req: &Request<B>, metrics: &Metrics, state: &NodeState) -> Response<Full<Bytes>> {
+    let (status, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            if let Some(log) = &state.log {
+                metrics.observe_log(log);
+            }
+            metrics.observe_reload(&state.reload);
+            (StatusCode::OK, metrics.encode())
+        }
+        (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n".to_string()),
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
 }

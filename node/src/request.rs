@@ -281,7 +281,7 @@ impl TryFrom<proto::DeploymentRequest> for Request {
         for (k, v) in &labels {
             if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
                 return Err(RequestError::new(
-                    format!("labels[{k:?}]"),
+                    format!("labels[\"{}\"]", echo(k)),
                     "label names are 1 to 64 characters of A-Z, a-z, 0-9, `_` and `-`",
                 ));
             }
@@ -321,6 +321,20 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             assets: texts("assets", assets)?.into_iter().map(|a| a.to_ascii_uppercase()).collect(),
         })
     }
+}
+
+/// Most characters of client input an error message repeats.
+pub const MAX_ECHO_CHARS: usize = 128;
+
+/// Client input as an error message repeats it: escaped (`escape_debug`), and cut to
+/// [`MAX_ECHO_CHARS`] characters with an ellipsis, so a large value cannot make a large
+/// error (gRPC status messages travel in headers).
+pub fn echo(s: &str) -> String {
+    let mut out: String = s.escape_debug().take(MAX_ECHO_CHARS).collect();
+    if s.escape_debug().nth(MAX_ECHO_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 fn too_many(n: usize) -> String {
@@ -366,7 +380,7 @@ fn region_of(s: String) -> Result<String, String> {
     if s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(s.to_ascii_uppercase())
     } else {
-        Err(format!("`{}` is not a two-letter ISO 3166-1 code", s.escape_debug()))
+        Err(format!("`{}` is not a two-letter ISO 3166-1 code", echo(&s)))
     }
 }
 

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
 
 use crate::decision::{self, Signer};
-use crate::limits::Limits;
+use crate::limits::{Admitted, Limits};
 use crate::log::LogHandle;
 use crate::log::writer::Entry;
 use crate::metrics::{DecisionLabels, Metrics};
@@ -84,11 +84,28 @@ impl Failure {
 
     fn status(&self) -> Status {
         if self.field.is_empty() {
-            Status::new(self.code, &self.message)
+            Status::new(self.code, capped(self.message.clone()))
         } else {
-            Status::new(self.code, format!("{}: {}", self.field, self.message))
+            Status::new(self.code, capped(format!("{}: {}", self.field, self.message)))
         }
     }
+}
+
+/// Longest status or item error message, in bytes. Client input in messages is already
+/// cut (see [`crate::request::echo`]); this bounds what several such parts add up to.
+pub const MAX_MESSAGE_LEN: usize = 1024;
+
+/// `message` cut to [`MAX_MESSAGE_LEN`] bytes (on a character boundary) with an ellipsis.
+pub fn capped(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_LEN {
+        let mut end = MAX_MESSAGE_LEN - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 /// A signed answer waiting for its log entry to be durable.
@@ -115,28 +132,36 @@ impl ComplianceService {
         ComplianceService { state, limits, authz }
     }
 
-    /// Admission (rate limit, concurrency) and the per-call timeout around `call`.
+    /// Admission (rate limit, concurrency) and the per-call timeout around `call`. The
+    /// answer carries the admission permit in its extensions, for the server to hold
+    /// until the answer is sent.
     async fn limited<T>(
         &self,
         client: Option<std::net::IpAddr>,
         call: impl std::future::Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
-        let _permit = self.limits.admit(client).map_err(|r| {
+    ) -> Result<Response<T>, Status> {
+        let permit = self.limits.admit(client).map_err(|r| {
             self.state.metrics.reject(r.reason());
             r.status()
         })?;
         let timeout = self.limits.config.request_timeout;
-        tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
+        let answer = tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
             self.state.metrics.reject("timeout");
             Err(Status::deadline_exceeded(format!("not answered within the {} ms limit", timeout.as_millis())))
-        })
+        })?;
+        let mut response = Response::new(answer);
+        response.extensions_mut().insert(Admitted(Arc::new(permit)));
+        Ok(response)
     }
 
     /// Evaluates and signs one request. Never panics on any input; fails closed. The
     /// answer must not leave the node before [`ComplianceService::commit`] logged it.
     pub fn decide(&self, item: wire::EvaluateRequest, now: Instant) -> Result<Decided, Failure> {
         let started = std::time::Instant::now();
-        let wire::EvaluateRequest { jurisdiction, request, explain } = item;
+        let wire::EvaluateRequest { jurisdiction, request, explain, malformed } = item;
+        if let Some(m) = malformed {
+            return Err(Failure::new(Code::InvalidArgument, &m.field, m.reason));
+        }
         if jurisdiction.is_empty() {
             return Err(Failure::new(Code::InvalidArgument, "jurisdiction", "required"));
         }
@@ -155,7 +180,7 @@ impl ComplianceService {
                 "jurisdiction",
                 format!(
                     "no policy for `{}` on this node (it enforces: {})",
-                    jurisdiction.escape_debug(),
+                    crate::request::echo(&jurisdiction),
                     known.join(", ")
                 ),
             ));
@@ -334,7 +359,7 @@ impl Compliance for ComplianceService {
             })
             .await?;
         self.state.metrics.latency.observe(started.elapsed().as_secs_f64());
-        Ok(Response::new(response))
+        Ok(response)
     }
 
     async fn evaluate_batch(
@@ -344,7 +369,7 @@ impl Compliance for ComplianceService {
         self.authz.check(request.peer_certs(), Group::Evaluation)?;
         let _serving = self.state.log.as_ref().map(|l| l.serving());
         let client = request.remote_addr().map(|a| a.ip());
-        self.limited(client, self.batch(request.into_inner().items)).await.map(Response::new)
+        self.limited(client, self.batch(request.into_inner())).await
     }
 
     async fn node_info(&self, _: Request<proto::NodeInfoRequest>) -> Result<Response<proto::NodeInfoResponse>, Status> {
@@ -352,31 +377,37 @@ impl Compliance for ComplianceService {
     }
 }
 
+/// Batches with more items than this are decided on tokio's blocking pool: deciding
+/// costs tens of microseconds an item (mostly the signature), and 1000 items on an async
+/// worker would hold up every other connection served by it for tens of milliseconds.
+pub const BLOCKING_BATCH: usize = 16;
+
+/// The items of a batch, decided: the decisions, and per item `None` (its decision is
+/// the next one) or its error.
+type DecidedBatch = (Vec<Decided>, Vec<Option<proto::ItemError>>);
+
 impl ComplianceService {
-    async fn batch(&self, items: Vec<wire::EvaluateRequest>) -> Result<wire::EvaluateBatchResponse, Status> {
+    async fn batch(&self, request: wire::EvaluateBatchRequest) -> Result<wire::EvaluateBatchResponse, Status> {
+        let wire::EvaluateBatchRequest { items, malformed, extra: _ } = request;
+        if let Some(m) = malformed {
+            let f = Failure::new(Code::InvalidArgument, &m.field, m.reason);
+            self.rejected(&f);
+            return Err(f.status());
+        }
         if items.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!("items: at most {MAX_BATCH} per batch, got {}", items.len())));
         }
         let started = std::time::Instant::now();
         let now = Instant::now();
-        let mut decided = Vec::with_capacity(items.len());
-        let mut slots = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            match self.decide(item, now) {
-                Ok(d) => {
-                    slots.push(None);
-                    decided.push(d);
-                }
-                Err(f) => slots.push(Some({
-                    self.rejected(&f);
-                    proto::ItemError {
-                        code: f.code as i32,
-                        message: format!("items[{i}].{}: {}", f.field, f.message),
-                        field: f.field,
-                    }
-                })),
-            }
-        }
+        let (mut decided, slots) = if items.len() > BLOCKING_BATCH {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.decide_all(items, now)).await.map_err(|e| {
+                tracing::error!(error = %e, "batch evaluation failed");
+                Status::internal("batch evaluation failed")
+            })?
+        } else {
+            self.decide_all(items, now)
+        };
         // All decided items share one log group, so a batch costs one sync.
         self.commit(&mut decided).await?;
         let mut decided = decided.into_iter();
@@ -392,5 +423,32 @@ impl ComplianceService {
             .collect();
         self.state.metrics.latency.observe(started.elapsed().as_secs_f64());
         Ok(wire::EvaluateBatchResponse { results })
+    }
+
+    /// Decides every item in order (CPU only: no I/O, no awaiting).
+    fn decide_all(&self, items: Vec<wire::EvaluateRequest>, now: Instant) -> DecidedBatch {
+        let mut decided = Vec::with_capacity(items.len());
+        let mut slots = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match self.decide(item, now) {
+                Ok(d) => {
+                    slots.push(None);
+                    decided.push(d);
+                }
+                Err(f) => slots.push(Some({
+                    self.rejected(&f);
+                    proto::ItemError {
+                        code: f.code as i32,
+                        message: capped(if f.field.is_empty() {
+                            format!("items[{i}]: {}", f.message)
+                        } else {
+                            format!("items[{i}].{}: {}", f.field, f.message)
+                        }),
+                        field: f.field,
+                    }
+                })),
+            }
+        }
+        (decided, slots)
     }
 }

@@ -15,7 +15,7 @@ use silkgate::limits::LimitConfig;
 use silkgate::log::GroupCommit;
 use silkgate::log::writer::{DEFAULT_COMMIT_DELAY_US, DEFAULT_COMMIT_SIBLINGS};
 use silkgate::reload::Watcher;
-use silkgate::server::Options;
+use silkgate::server::{ConnectionLimits, Options};
 use silkgate::service::NodeState;
 use silkgate::tls::{Authz, Group, TlsFiles, TlsState};
 use silkgate::{keys, loader, server};
@@ -73,7 +73,8 @@ pub struct Args {
     /// Largest request accepted, in bytes [default: 4194304].
     #[arg(long, env = "SILKGATE_MAX_REQUEST_BYTES")]
     max_request_bytes: Option<usize>,
-    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED [default: 1024].
+    /// Calls served at once, each counted until its answer is sent; more are refused
+    /// with RESOURCE_EXHAUSTED [default: 1024].
     #[arg(long, env = "SILKGATE_MAX_CONCURRENCY")]
     max_concurrency: Option<usize>,
     /// Server time allowed per call, in ms [default: 5000].
@@ -88,6 +89,32 @@ pub struct Args {
     /// Time to let in-flight calls finish after SIGTERM, in seconds [default: 10].
     #[arg(long, env = "SILKGATE_GRACE_PERIOD_SECS")]
     grace_period_secs: Option<u64>,
+    /// Calls open at once on one connection; more are refused until one ends
+    /// [default: 256].
+    #[arg(long, env = "SILKGATE_MAX_STREAMS_PER_CONNECTION")]
+    max_streams_per_connection: Option<u32>,
+    /// Time a new connection has to finish its TLS handshake and HTTP/2 preface, in ms
+    /// [default: 10000].
+    #[arg(long, env = "SILKGATE_HANDSHAKE_TIMEOUT_MS")]
+    handshake_timeout_ms: Option<u64>,
+    /// Idle time after which a connection is pinged, in seconds; 0 sends no pings
+    /// [default: 60].
+    #[arg(long, env = "SILKGATE_KEEPALIVE_INTERVAL_SECS")]
+    keepalive_interval_secs: Option<u64>,
+    /// Time a ping may go unanswered before the connection is closed, in seconds
+    /// [default: 20].
+    #[arg(long, env = "SILKGATE_KEEPALIVE_TIMEOUT_SECS")]
+    keepalive_timeout_secs: Option<u64>,
+    /// Age at which a connection is asked to close (the client reconnects), in seconds;
+    /// 0 is no limit [default: 3600].
+    #[arg(long, env = "SILKGATE_MAX_CONNECTION_AGE_SECS")]
+    max_connection_age_secs: Option<u64>,
+    /// Time a connection past its age has to finish its calls, in seconds [default: 60].
+    #[arg(long, env = "SILKGATE_MAX_CONNECTION_AGE_GRACE_SECS")]
+    max_connection_age_grace_secs: Option<u64>,
+    /// Largest block of request headers, in bytes [default: 16384].
+    #[arg(long, env = "SILKGATE_MAX_HEADER_LIST_BYTES")]
+    max_header_list_bytes: Option<u32>,
     /// Server certificate chain (PEM); with --tls-key, serves TLS. Reloaded on SIGHUP.
     #[arg(long, env = "SILKGATE_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -131,6 +158,13 @@ struct FileConfig {
     rate_limit: Option<f64>,
     rate_burst: Option<f64>,
     grace_period_secs: Option<u64>,
+    max_streams_per_connection: Option<u32>,
+    handshake_timeout_ms: Option<u64>,
+    keepalive_interval_secs: Option<u64>,
+    keepalive_timeout_secs: Option<u64>,
+    max_connection_age_secs: Option<u64>,
+    max_connection_age_grace_secs: Option<u64>,
+    max_header_list_bytes: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
@@ -169,6 +203,7 @@ fn settings(a: Args) -> Result<Settings, String> {
             toml::from_str(&text).map_err(|e| format!("config: {}: {e}", p.display()))?
         }
     };
+    let connections = connection_limits(&a, &f)?;
     let listen = addr("listen", &a.listen.or(f.listen).unwrap_or_else(|| "127.0.0.1:50051".into()))?;
     let data_dir = a.data_dir.or(f.data_dir).unwrap_or_else(|| PathBuf::from("data"));
     let key = a.key.or(f.key).unwrap_or_else(|| data_dir.join("node.key"));
@@ -270,10 +305,94 @@ fn settings(a: Args) -> Result<Settings, String> {
                 rate_per_client: rate,
                 rate_burst: burst,
             },
+            connections,
             tls,
             authz,
         },
         grace: Duration::from_secs(a.grace_period_secs.or(f.grace_period_secs).unwrap_or(10)),
+    })
+}
+
+/// A number of `name`, from the flag or else the config file, or `default`, which must
+/// lie in `range`.
+fn bounded<T>(
+    name: &str,
+    flag: Option<T>,
+    file: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, String>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let v = flag.or(file).unwrap_or(default);
+    if !range.contains(&v) {
+        return Err(format!("{name}: must be between {} and {}, got {v}", range.start(), range.end()));
+    }
+    Ok(v)
+}
+
+/// The per-connection bounds; see [`silkgate::server::ConnectionLimits`].
+fn connection_limits(a: &Args, f: &FileConfig) -> Result<ConnectionLimits, String> {
+    let d = ConnectionLimits::default();
+    let secs = |o: Option<Duration>| o.map_or(0, |d| d.as_secs());
+    let max_streams = bounded(
+        "max_streams_per_connection",
+        a.max_streams_per_connection,
+        f.max_streams_per_connection,
+        d.max_streams,
+        1..=65_535,
+    )?;
+    let handshake_ms = bounded(
+        "handshake_timeout_ms",
+        a.handshake_timeout_ms,
+        f.handshake_timeout_ms,
+        d.handshake_timeout.as_millis() as u64,
+        10..=300_000,
+    )?;
+    let interval = bounded(
+        "keepalive_interval_secs",
+        a.keepalive_interval_secs,
+        f.keepalive_interval_secs,
+        secs(d.keepalive_interval),
+        0..=86_400,
+    )?;
+    let timeout = bounded(
+        "keepalive_timeout_secs",
+        a.keepalive_timeout_secs,
+        f.keepalive_timeout_secs,
+        d.keepalive_timeout.as_secs(),
+        1..=3600,
+    )?;
+    let age = bounded(
+        "max_connection_age_secs",
+        a.max_connection_age_secs,
+        f.max_connection_age_secs,
+        secs(d.max_age),
+        0..=31_536_000,
+    )?;
+    let grace = bounded(
+        "max_connection_age_grace_secs",
+        a.max_connection_age_grace_secs,
+        f.max_connection_age_grace_secs,
+        d.max_age_grace.as_secs(),
+        0..=86_400,
+    )?;
+    let header_bytes = bounded(
+        "max_header_list_bytes",
+        a.max_header_list_bytes,
+        f.max_header_list_bytes,
+        d.max_header_list_bytes,
+        1024..=1 << 20,
+    )?;
+    Ok(ConnectionLimits {
+        max_streams,
+        handshake_timeout: Duration::from_millis(handshake_ms),
+        keepalive_interval: (interval > 0).then(|| Duration::from_secs(interval)),
+        keepalive_timeout: Duration::from_secs(timeout),
+        max_age: (age > 0).then(|| Duration::from_secs(age)),
+        max_age_grace: Duration::from_secs(grace),
+        max_header_list_bytes: header_bytes,
     })
 }
 
