@@ -93,6 +93,18 @@ fn serve_refuses_a_key_readable_by_others() {
 }
 
 #[test]
+fn serve_refuses_to_make_a_new_key_for_an_existing_log() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("data/log")).unwrap();
+    std::fs::write(d.join("data/log/origin"), "silkgate/node-x/1\n").unwrap();
+    let out = silkgate(&["serve", "--data-dir", "data", "--listen", "127.0.0.1:0"], d);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("node.key: missing, while the decision log"), "{}", text(&out));
+    assert!(!d.join("data/node.key").exists(), "no new key was made");
+}
+
+#[test]
 fn diff_previews_a_policy_change() {
     let dir = setup();
     let d = dir.path();

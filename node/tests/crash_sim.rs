@@ -40,10 +40,12 @@ fn commit() -> GroupCommit {
 }
 
 /// What the workload was told: acknowledged entries and checkpoints given out, by origin.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 struct Told {
     acked: BTreeMap<String, Vec<(u64, Vec<u8>)>>,
     signed: BTreeMap<String, Vec<Checkpoint>>,
+    /// Origins of logs a finished `seal` sealed.
+    sealed: Vec<String>,
 }
 
 fn entry_data(group: u64, i: u64, big: bool) -> Vec<u8> {
@@ -95,7 +97,9 @@ fn life(fs: &SimFs, rt: &tokio::runtime::Runtime, told: &mut Told, first: u64, g
 fn workload(fs: &SimFs, rt: &tokio::runtime::Runtime, told: &mut Told) -> Result<(), String> {
     life(fs, rt, told, 0, 6)?;
     life(fs, rt, told, 6, 4)?;
+    let origin = String::from_utf8(fs.contents(&Path::new(DIR).join("origin")).unwrap_or_default()).unwrap();
     seal::seal(fs, Path::new(DIR)).map_err(|e| e.to_string())?;
+    told.sealed.push(origin.trim().to_string());
     life(fs, rt, told, 10, 4)
 }
 
@@ -104,9 +108,30 @@ fn data_end(fs: &SimFs, dir: &Path) -> u64 {
     fs.contents(&dir.join("entries")).map_or(0, |b| b.iter().rposition(|&x| x != 0).map_or(0, |i| i as u64 + 1))
 }
 
+/// The notes of a `checkpoints` history file.
+fn history(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut notes = Vec::new();
+    let mut pos = 0;
+    while pos + 4 <= bytes.len() {
+        let n = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let Some(note) = bytes.get(pos + 4..pos + 4 + n) else { break };
+        notes.push(note);
+        pos += 4 + n;
+    }
+    notes
+}
+
 /// Checks one recovered log against what was told under its origin.
-fn check_log(store: &Store, told: &Told, before_end: u64, what: &str) {
+fn check_log(fs: &SimFs, store: &Store, told: &Told, before_end: u64, what: &str) {
     let origin = &store.origin;
+    // The stored checkpoint is in the history: a note is appended there first.
+    if let Some(note) = fs.contents(&store.dir.join("checkpoint")).filter(|n| !n.is_empty()) {
+        let h = fs.contents(&store.dir.join("checkpoints")).unwrap_or_default();
+        assert!(
+            history(&h).contains(&note.as_slice()),
+            "{what}: {origin}: the stored checkpoint is not in the history"
+        );
+    }
     let len = store.index.tree.len();
     for (index, data) in told.acked.get(origin).into_iter().flatten() {
         assert!(*index < len, "{what}: {origin}: acknowledged entry {index} lost (log has {len})");
@@ -134,15 +159,17 @@ fn check(fs: &SimFs, told: &Told, what: &str) {
     }
     let before = data_end(fs, &dir);
     let store = open(fs).unwrap_or_else(|e| panic!("{what}: recovery failed: {e}"));
-    check_log(&store, told, before, what);
+    check_log(fs, &store, told, before, what);
+    assert!(!told.sealed.contains(&store.origin), "{what}: {} was sealed, yet it is the active log", store.origin);
     let mut seen = vec![store.origin.clone()];
     for n in seal::sealed(fs, &dir).unwrap() {
         let sdir = dir.join("sealed").join(n.to_string());
+        assert!(fs.contents(&sdir.join("origin")).is_some(), "{what}: sealed/{n} holds no log");
         let end = data_end(fs, &sdir);
         let fs_dyn: Arc<dyn Storage> = Arc::new(fs.clone());
         let s = Store::open_on(fs_dyn, &sdir, "unused", &signer().verifying_key())
             .unwrap_or_else(|e| panic!("{what}: sealed log {n}: {e}"));
-        check_log(&s, told, end, what);
+        check_log(fs, &s, told, end, what);
         seen.push(s.origin.clone());
     }
     for origin in told.acked.keys().chain(told.signed.keys()) {
@@ -192,14 +219,14 @@ fn every_crash_point_recovers_without_loss_or_fork() {
 /// (including in recovery's own writes) is recovered too.
 fn second_life(fs: &SimFs, rt: &tokio::runtime::Runtime, told: &Told, what: &str) {
     let probe = fs.after_crash(1);
-    let mut t = Told { acked: told.acked.clone(), signed: told.signed.clone() };
+    let mut t = told.clone();
     life(&probe, rt, &mut t, 100, 2).unwrap_or_else(|e| panic!("{what}: the recovered log does not work: {e}"));
     check(&probe.after_crash(0), &t, &format!("{what}, then a second life"));
     let steps = probe.ops();
     for k in 1..=steps {
         let f = fs.after_crash(1);
         f.crash_at(k);
-        let mut t = Told { acked: told.acked.clone(), signed: told.signed.clone() };
+        let mut t = told.clone();
         let _ = life(&f, rt, &mut t, 100, 2);
         for seed in [0, 1, 7] {
             check(

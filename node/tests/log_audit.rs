@@ -1,5 +1,5 @@
 //! `log verify` catches any changed byte of any entry, stored hash or checkpoint, and
-//! recovery truncates a torn tail but refuses damage it cannot explain.
+//! recovery cuts a torn tail but refuses damage it cannot explain and missing files.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,9 +37,9 @@ fn write_log(dir: &Path, n: usize) {
                 log.append(std::mem::take(&mut group)).await.unwrap();
             }
         }
-        // Let the writer thread finish (and release its lock) before the test goes on.
+        // The writer finishes, stores the final checkpoint and releases the lock.
+        log.close().unwrap();
         drop(log);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     });
 }
 
@@ -120,4 +120,75 @@ fn a_second_process_cannot_open_the_same_log() {
     let err = Store::open(dir.path(), "silkgate/a/1", &key).err().unwrap().to_string();
     assert!(err.contains("in use by another process"), "{err}");
     drop(first);
+}
+
+/// Appends `n` valid records of `size` bytes after the records of `entries` (entries no
+/// checkpoint covers, as a crash can leave them), returning where they start.
+fn append_records(entries: &Path, n: usize, size: usize) -> usize {
+    let mut bytes = std::fs::read(entries).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    bytes.truncate(end);
+    for i in 0..n {
+        silkgate::log::store::encode_record(&vec![b'x' + (i % 3) as u8; size], &mut bytes);
+    }
+    std::fs::write(entries, &bytes).unwrap();
+    end
+}
+
+#[test]
+fn damage_followed_by_more_than_one_write_is_not_a_torn_tail() {
+    let key = signer().verifying_key();
+    // Past the high-water mark, damage followed by less than one write: cut, reported.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    write_log(&log, 3);
+    let entries = log.join("entries");
+    let start = append_records(&entries, 4, 100_000);
+    let mut bytes = std::fs::read(&entries).unwrap();
+    bytes[start + 10] ^= 1;
+    std::fs::write(&entries, &bytes).unwrap();
+    let store = Store::open(&log, "unused", &key).unwrap();
+    assert_eq!(store.index.tree.len(), 3);
+    assert_eq!(store.torn, Some((start as u64, bytes.len() as u64)));
+    drop(store);
+
+    // The same damage followed by more data than one write can leave: refused, located.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    write_log(&log, 3);
+    let entries = log.join("entries");
+    let start = append_records(&entries, 25, 100_000);
+    let mut bytes = std::fs::read(&entries).unwrap();
+    bytes[start + 10] ^= 1;
+    std::fs::write(&entries, &bytes).unwrap();
+    let err = Store::open(&log, "unused", &key).err().unwrap().to_string();
+    assert!(err.contains(&format!("corrupt entry 3 at byte {start}")) && err.contains("not a torn tail"), "{err}");
+    assert_eq!(std::fs::read(&entries).unwrap(), bytes, "a refused log is left as it was");
+}
+
+#[test]
+fn a_missing_or_empty_file_is_named_not_taken_for_a_new_log() {
+    let key = signer().verifying_key();
+    let cases: [(&str, fn(&Path)); 4] = [
+        ("entries", |log| std::fs::remove_file(log.join("entries")).unwrap()),
+        ("checkpoints", |log| std::fs::remove_file(log.join("checkpoints")).unwrap()),
+        ("checkpoint", |log| {
+            std::fs::write(log.join("checkpoint"), b"").unwrap();
+            std::fs::write(log.join("checkpoints"), b"").unwrap();
+        }),
+        ("origin", |log| std::fs::remove_file(log.join("origin")).unwrap()),
+    ];
+    for (name, damage) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        write_log(&log, 4);
+        damage(&log);
+        let err = Store::open(&log, "silkgate/audit-test/1", &key).err().map(|e| e.to_string());
+        let err = err.unwrap_or_else(|| panic!("{name}: the log opened as if new"));
+        assert!(err.contains(&log.join(name).display().to_string()) || err.contains(name), "{name}: {err}");
+    }
+    // A directory without `origin` and without records is new.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "silkgate/audit-test/1", &key).unwrap();
+    assert_eq!((store.origin.as_str(), store.index.tree.len()), ("silkgate/audit-test/1", 0));
 }

@@ -428,6 +428,16 @@ pub fn run(args: Args) -> u8 {
             return EXIT_INVALID;
         }
     };
+    // A log exists only with the key that signed it: a missing key is an error then,
+    // not a reason to make a new one that could not extend the log.
+    let log_origin = s.data_dir.join("log").join("origin");
+    if !s.no_log && log_origin.exists() && !s.key.exists() {
+        return fail(format!(
+            "key file {}: missing, while the decision log {} was signed with it; restore the key, or seal the log (`silkgate log seal`) before starting with a new key",
+            s.key.display(),
+            log_origin.parent().unwrap_or(&log_origin).display()
+        ));
+    }
     let key = match keys::load_or_create(&s.key) {
         Ok(k) => k,
         Err(e) => return fail(e),

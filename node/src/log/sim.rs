@@ -464,7 +464,7 @@ impl Storage for SimFs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::storage::{create_empty, read_all, replace};
+    use crate::log::storage::{read_all, replace};
 
     #[test]
     fn unsynced_data_and_names_are_lost_and_synced_ones_kept() {
@@ -472,7 +472,8 @@ mod tests {
         let d = Path::new("/d");
         fs.create_dir(d).unwrap();
         fs.sync_dir(Path::new("/")).unwrap();
-        let f = create_empty(&fs, &d.join("a")).unwrap();
+        let f = fs.create(&d.join("a")).unwrap();
+        fs.sync_dir(d).unwrap();
         f.write_at(b"kept", 0).unwrap();
         f.sync_data().unwrap();
         f.write_at(b"lost", 4).unwrap();

@@ -3,7 +3,7 @@
 //!
 //! Only what the log needs: positional reads and writes, length, syncs, create, rename,
 //! remove, directory listing and directory sync. [`Disk`] is the real file system.
-//! The helpers below ([`replace`], [`create_empty`]) carry the durability discipline:
+//! The helpers below ([`replace`], [`create_dir_all`]) carry the durability discipline:
 //! a new name is made durable by syncing its parent directory, and a file is replaced
 //! by writing a temporary file, syncing it, renaming it over the old one and syncing
 //! the directory, so a crash leaves either the old or the new content.
@@ -167,14 +167,6 @@ pub fn replace(fs: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
     drop(f);
     fs.rename(&tmp, path)?;
     fs.sync_dir(&parent(path))
-}
-
-/// Creates an empty file (truncating one that exists) and makes its name durable.
-pub fn create_empty(fs: &dyn Storage, path: &Path) -> io::Result<Arc<dyn LogFile>> {
-    let f = fs.create(path)?;
-    f.sync_all()?;
-    fs.sync_dir(&parent(path))?;
-    Ok(f)
 }
 
 /// Creates `dir` and any missing parents, syncing each parent so the new names last.

@@ -651,6 +651,8 @@ impl Writer {
             self.file.write_at(&zeros[..n], at)?;
             at += n as u64;
         }
+        // For speed, not durability: with the new length on disk, the commits' own
+        // `fdatasync`s flush only data (`fdatasync` alone would keep a record durable).
         self.file.sync_all()?;
         self.allocated = target;
         Ok(())
