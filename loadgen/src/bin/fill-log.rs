@@ -16,8 +16,9 @@
 //! digits of the key id unless `--node-id` is given. Pass the same `--key` and
 //! `--node-id` to `serve`.
 
+// The load generator's request mix, shared as a file: a bin cannot reach the modules
+// of `main.rs`.
 #[path = "../pool.rs"]
-#[allow(dead_code)]
 mod pool;
 
 use std::path::PathBuf;
