@@ -169,7 +169,8 @@ fn damage_followed_by_more_than_one_write_is_not_a_torn_tail() {
 #[test]
 fn a_missing_or_empty_file_is_named_not_taken_for_a_new_log() {
     let key = signer().verifying_key();
-    let cases: [(&str, fn(&Path)); 4] = [
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 4] = [
         ("entries", |log| std::fs::remove_file(log.join("entries")).unwrap()),
         ("checkpoints", |log| std::fs::remove_file(log.join("checkpoints")).unwrap()),
         ("checkpoint", |log| {
