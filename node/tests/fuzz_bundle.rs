@@ -243,7 +243,7 @@ fn structured(seed: &Valid, edits: &[(usize, u8, serde_json::Value, u64)]) -> St
             }
             3 => {
                 if let Some(list) = obj.get_mut("inclusion_proof").and_then(|l| l.as_array_mut()) {
-                    if *n as usize % 3 == 0 {
+                    if (*n as usize).is_multiple_of(3) {
                         list.pop();
                     } else {
                         list.push(value.clone());

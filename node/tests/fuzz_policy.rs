@@ -378,26 +378,33 @@ fn corpus_policies() {
 }
 
 /// 65,537 rules: past the u16 rule index and `MAX_RULES`. Generated, since the text is
-/// megabytes; both as `[[rule]]` tables (over the file size limit) and as one compact
-/// inline array (under it).
+/// megabytes: as `[[rule]]` tables (over the file size limit), as one compact inline
+/// array on one line (under it, so the rule count is what refuses it), and
+/// `MAX_RULES + 1` tables.
 #[test]
 fn corpus_65537_rules() {
     let head = "[policy]\nid = \"fz\"\njurisdiction = \"FZ\"\nname = \"f\"\nversion = \"1\"\ndefault = \"allow\"\n";
-    let mut tables = head.to_string();
-    let mut inline = "rule = [\n".to_string();
+    let table = |i: usize| {
+        format!("[[rule]]\nid = \"r{i}\"\neffect = \"deny\"\nwhen = \"true\"\nmessage = \"m\"\ncitation = \"c\"\n")
+    };
+    let tables: String = head.to_string() + &(0..65_537).map(table).collect::<String>();
+    let over: String = head.to_string() + &(0..=source::MAX_RULES).map(table).collect::<String>();
+    let mut inline = "rule = [".to_string();
     for i in 0..65_537 {
-        tables.push_str(&format!(
-            "[[rule]]\nid = \"r{i}\"\neffect = \"deny\"\nwhen = \"true\"\nmessage = \"m\"\ncitation = \"c\"\n"
-        ));
-        inline.push_str(&format!("{{id=\"r{i}\",effect=\"deny\",when=\"true\",message=\"\",citation=\"\"}},\n"));
+        inline.push_str(&format!("{{id=\"r{i:x}\",effect=\"deny\",when=\"true\",message=\"\",citation=\"\"}},"));
     }
     inline.push_str("]\n");
     inline.push_str(head);
-    for text in [tables, inline] {
+    assert!(inline.len() <= source::MAX_FILE_BYTES && tables.len() > source::MAX_FILE_BYTES);
+    for text in [tables, inline, over] {
         within("65,537 rules", Duration::from_secs(120), move || {
             let r = source::parse("policy/fz.toml", &text);
-            assert!(r.is_err(), "a policy of 65,537 rules ({} bytes) loaded", text.len());
-            check_refused(&r.unwrap_err());
+            assert!(r.is_err(), "a policy of too many rules ({} bytes) loaded", text.len());
+            let diags = r.unwrap_err();
+            check_refused(&diags);
+            if text.len() <= source::MAX_FILE_BYTES {
+                assert!(diags.iter().any(|d| d.message.contains("too many rules")), "{diags:?}");
+            }
         });
     }
 }
