@@ -28,13 +28,21 @@ pub enum Severity {
 impl Diagnostic {
     /// A diagnostic at byte range `span` of `source`.
     pub fn at(file: &str, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
-        let start = span.start.min(source.len());
+        // A span from a lexer may end (or start) inside a multi-byte character: widen it
+        // to whole characters rather than slice the text there.
+        let mut start = span.start.min(source.len());
+        while !source.is_char_boundary(start) {
+            start -= 1;
+        }
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
         let column = source[line_start..start].chars().count() + 1;
         let text = source[line_start..line_end].trim_end_matches('\r').to_string();
-        let end = span.end.clamp(start, line_end);
+        let mut end = span.end.clamp(start, line_end);
+        while !source.is_char_boundary(end) {
+            end += 1;
+        }
         let width = source[start..end].chars().count().max(1);
         Diagnostic {
             file: file.to_string(),

@@ -409,19 +409,13 @@ fn corpus_65537_rules() {
     }
 }
 
-/// BUG diag-char-boundary (found by `condition_token_soup`, `condition_arbitrary_text`,
-/// `condition_mutated` and `policy_mutated`): a condition with a `\` escape before a
-/// multi-byte character, e.g. `when = '"\é"'`, panics instead of being refused.
-/// `policy/expr.rs` reports the bad escape with the span `i..i + 2` (the backslash and
-/// one byte), which ends inside the `é`; `source::parse` maps it into the file, and
-/// `Diagnostic::at` slices `source[start..end]` at node/src/diag.rs:38 ("end byte index
-/// .. is not a char boundary"). `silkgate check` and `silkgate serve` panic on such a
-/// file (exit 101, no diagnostic); a hot reload panics inside `spawn_blocking`, so the
-/// node keeps its old policies but the reload status never reports the error. Any
-/// diagnostic span ending inside a character would do the same.
+/// Found by `condition_token_soup`, `condition_arbitrary_text`, `condition_mutated` and
+/// `policy_mutated`: a condition with a `\` escape before a multi-byte character, e.g.
+/// `when = '"\é"'`, made `Diagnostic::at` slice inside the character and panic
+/// (`silkgate check` exited 101). Now the span is widened to whole characters and the
+/// policy is refused with a diagnostic.
 #[test]
-#[ignore = "known bug diag-char-boundary: node/src/diag.rs:38 panics on a span ending inside a character"]
-fn bug_escape_before_multibyte_char() {
+fn an_escape_before_a_multibyte_char_is_refused_not_a_panic() {
     for cond in ["\"\\é\"", "\"\\¡", "x == \"\\🕴\""] {
         let text = policy_with(cond);
         let r = std::panic::catch_unwind(|| source::parse("policy/fz.toml", &text));

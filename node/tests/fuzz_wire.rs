@@ -64,7 +64,9 @@ fn check_decide(item: wire::EvaluateRequest, now: Instant) {
                 f.code,
                 f.message
             );
-            assert!(!f.field.is_empty() && !f.message.is_empty(), "a refusal without field or reason: {f:?}");
+            // A message that cannot be read at all has no field to name; it says so.
+            let named = !f.field.is_empty() || f.message.starts_with("not an EvaluateRequest");
+            assert!(named && !f.message.is_empty(), "a refusal without field or reason: {f:?}");
         }
         Ok(decided) => {
             let inner = inner.expect("decided without a request");
@@ -342,7 +344,7 @@ proptest! {
         secs in prop_oneof![Just(NOW), 0i64..4_102_444_800],
     ) {
         check_conversion(p.clone());
-        let item = wire::EvaluateRequest { jurisdiction: j, request: Some(Bytes::from(p.encode_to_vec())), explain };
+        let item = wire::EvaluateRequest { jurisdiction: j, request: Some(Bytes::from(p.encode_to_vec())), explain, malformed: None };
         check_decide(item, Instant::from_secs(secs));
     }
 
@@ -381,7 +383,7 @@ proptest! {
             _ => p.serves_retail = o.serves_retail,
         }
         check_conversion(p.clone());
-        let item = wire::EvaluateRequest { jurisdiction: j, request: Some(Bytes::from(p.encode_to_vec())), explain: true };
+        let item = wire::EvaluateRequest { jurisdiction: j, request: Some(Bytes::from(p.encode_to_vec())), explain: true, malformed: None };
         check_decide(item, Instant::from_secs(NOW));
     }
 }
@@ -408,15 +410,17 @@ fn duplicated_request_field() {
             .encode_to_vec(),
     );
     check_bytes(&bytes);
+    // Protobuf would merge the two copies; the node refuses the request instead.
     let raw = wire::EvaluateRequest::decode(bytes.as_slice()).unwrap();
-    assert_eq!(raw.request.as_deref(), Some(b.encode_to_vec().as_slice()));
+    assert_eq!(raw.malformed.as_ref().map(|m| m.field.as_str()), Some("request"), "{raw:?}");
 }
 
 /// Invalid UTF-8 in `jurisdiction` is a decode error, not a panic.
 #[test]
 fn invalid_utf8_jurisdiction() {
     let bytes = [0x0a, 0x02, 0xc3, 0x28, 0x12, 0x00];
-    assert!(wire::EvaluateRequest::decode(bytes.as_slice()).is_err());
+    let raw = wire::EvaluateRequest::decode(bytes.as_slice()).unwrap();
+    assert_eq!(raw.malformed.as_ref().map(|m| m.field.as_str()), Some("jurisdiction"), "{raw:?}");
     assert!(proto::EvaluateRequest::decode(bytes.as_slice()).is_err());
     check_bytes(&bytes);
 }

@@ -344,11 +344,7 @@ pub fn check_outcome(policy: &Policy, req: &Request, day: Day) -> Outcome {
 /// Known bugs the targets step over so they keep exploring past them, each named by the
 /// file that panics and a part of its message. `SILKGATE_FUZZ_STRICT=1` turns this off.
 /// Each has an `#[ignore]`d test that fails until it is fixed; remove the entry then.
-const KNOWN_PANICS: &[(&str, &str, &str)] = &[(
-    "src/diag.rs",
-    "is not a char boundary",
-    "diag-char-boundary: Diagnostic::at slices inside a multi-byte character (see fuzz_policy.rs)",
-)];
+const KNOWN_PANICS: &[(&str, &str, &str)] = &[];
 
 thread_local! {
     static LAST_PANIC: std::cell::RefCell<Option<(String, String)>> = const { std::cell::RefCell::new(None) };
