@@ -9,12 +9,12 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Node, bin, connect, free_port, shipped_policy};
+use common::{Node, bin, connect, free_port};
 use silkgate::checkpoint::Checkpoint;
 use silkgate::merkle;
 use silkgate::proto::{self, compliance_client::ComplianceClient, decision_log_client::DecisionLogClient};
@@ -57,19 +57,8 @@ impl Drop for Mount {
 }
 
 fn start(data: &Path, port: u16) -> Node {
-    let child = bin()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--jurisdictions", "CN,EU"])
-        .arg("--policy-dir")
-        .arg(shipped_policy())
-        .arg("--data-dir")
-        .arg(data)
-        // Only the log's own errors: which write failed, when a run needs explaining.
-        .env("RUST_LOG", "silkgate::log=error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Node { child, url: format!("http://127.0.0.1:{port}"), port }
+    // Only the log's own errors: which write failed, when a run needs explaining.
+    Node::start_shipped(data, port, "silkgate::log=error")
 }
 
 /// Writes zeros to `path` until the filesystem is full, in big steps then small ones,

@@ -9,13 +9,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::log_files::{self, Entries};
-use common::{Node, bin, connect, free_port, shipped_policy};
+use common::{Node, connect, free_port};
 use silkgate::checkpoint::Checkpoint;
 use silkgate::proto::{self, decision_log_client::DecisionLogClient};
 use tonic::Code;
@@ -24,18 +23,7 @@ const LIFETIMES: u64 = 100;
 const CLIENTS: u64 = 4;
 
 fn start(data: &Path, port: u16) -> Node {
-    let child = bin()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--jurisdictions", "CN,EU"])
-        .arg("--policy-dir")
-        .arg(shipped_policy())
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Node { child, url: format!("http://127.0.0.1:{port}"), port }
+    Node::start_shipped(data, port, "error")
 }
 
 /// What one client saw: the calls answered (request id, decision id, log index) and the

@@ -196,25 +196,8 @@ impl std::fmt::Debug for HashFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::sim::Rng;
     use crate::merkle::{ProofError, Tree, leaf_hash, verify_consistency, verify_inclusion};
-
-    /// splitmix64: reproducible pseudo-random numbers without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        /// A number in `0..n`, for `n > 0`.
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
 
     fn leaf(i: u64) -> Hash {
         leaf_hash(format!("entry {i}").as_bytes())

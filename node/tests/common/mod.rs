@@ -53,6 +53,23 @@ impl Node {
         Node { child, url: format!("http://127.0.0.1:{port}"), port }
     }
 
+    /// Starts `silkgate serve` for CN and EU on the shipped policies and `data`, with
+    /// `RUST_LOG` set to `rust_log` and its stderr shown.
+    pub fn start_shipped(data: &Path, port: u16, rust_log: &str) -> Node {
+        let child = bin()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--jurisdictions", "CN,EU"])
+            .arg("--policy-dir")
+            .arg(shipped_policy())
+            .arg("--data-dir")
+            .arg(data)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Node { child, url: format!("http://127.0.0.1:{port}"), port }
+    }
+
     /// A client, once the node answers NodeInfo.
     pub async fn client(&self) -> ComplianceClient<tonic::transport::Channel> {
         connect(&self.url).await
