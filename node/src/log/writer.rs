@@ -673,16 +673,23 @@ impl Writer {
         }
     }
 
+    /// Stops the log for good: marks it poisoned, refuses what is queued and `jobs`.
+    /// Returns false, for [`Writer::commit`] to return.
+    fn refuse(&self, jobs: Vec<Job>) -> bool {
+        self.shared.poisoned.store(true, Ordering::Release);
+        self.queue.refuse_all(|| LogError::Poisoned);
+        for j in jobs {
+            let _ = j.reply.send(Err(LogError::Poisoned));
+        }
+        false
+    }
+
     /// One group commit: the jobs' records in one write, one sync, then the tree and the
     /// answers. Returns false when the log can take no more entries.
     fn commit(&mut self, jobs: Vec<Job>) -> bool {
         if self.shared.poisoned.load(Ordering::Acquire) {
             // A checkpoint could not be stored: the disk is full or failing.
-            self.queue.refuse_all(|| LogError::Poisoned);
-            for j in jobs {
-                let _ = j.reply.send(Err(LogError::Poisoned));
-            }
-            return false;
+            return self.refuse(jobs);
         }
         let n = jobs.iter().map(|j| j.entries.len()).sum();
         self.buf.clear();
@@ -729,12 +736,7 @@ impl Writer {
             // The file's state is unknown now: stop accepting entries; recovery on the
             // next start truncates whatever was half written.
             tracing::error!(error = %e, "decision log write failed; refusing further decisions");
-            self.shared.poisoned.store(true, Ordering::Release);
-            self.queue.refuse_all(|| LogError::Poisoned);
-            for j in jobs {
-                let _ = j.reply.send(Err(LogError::Poisoned));
-            }
-            return false;
+            return self.refuse(jobs);
         }
         self.end += self.buf.len() as u64;
         let stats = &self.shared.stats;
@@ -773,12 +775,7 @@ impl Writer {
             // The entries are on disk, but the tree's node files failed: nothing more
             // can be proven, so nothing more is answered. A restart rebuilds the files.
             tracing::error!(error = %e, "decision log tree files failed; refusing further decisions");
-            self.shared.poisoned.store(true, Ordering::Release);
-            self.queue.refuse_all(|| LogError::Poisoned);
-            for j in jobs {
-                let _ = j.reply.send(Err(LogError::Poisoned));
-            }
-            return false;
+            return self.refuse(jobs);
         }
         self.answer(jobs.into_iter().zip(firsts).map(|(j, first)| (j.reply, first)).collect());
         true
