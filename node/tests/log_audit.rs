@@ -85,8 +85,9 @@ fn recovery_cuts_a_torn_tail_and_refuses_other_damage() {
     let key = signer().verifying_key();
     let entries = log.join("entries");
     let original = std::fs::read(&entries).unwrap();
-    // The records, before the zero-filled space the writer preallocates.
-    let records_end = original.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    // The records, before the zero-filled space the writer preallocates (parsed: a
+    // record's last byte may itself be zero).
+    let records_end = silkgate::log::store::scan(&original).end as usize;
     assert!(records_end < original.len(), "the entries file is preallocated");
 
     // A half-written record after the checkpointed prefix is a torn tail: dropped.
@@ -126,7 +127,7 @@ fn a_second_process_cannot_open_the_same_log() {
 /// checkpoint covers, as a crash can leave them), returning where they start.
 fn append_records(entries: &Path, n: usize, size: usize) -> usize {
     let mut bytes = std::fs::read(entries).unwrap();
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let end = silkgate::log::store::scan(&bytes).end as usize;
     bytes.truncate(end);
     for i in 0..n {
         silkgate::log::store::encode_record(&vec![b'x' + (i % 3) as u8; size], &mut bytes);
