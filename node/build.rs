@@ -1,6 +1,7 @@
 //! Compiles `proto/` with protox (a pure-Rust protobuf compiler, so no system `protoc`).
 //!
-//! Two outputs: the prost messages plus a tonic client for the public API, and a hand-
+//! Two outputs: the tonic clients and servers of the public API over the messages of
+//! `silkgate_verify::proto` (generated there, and kept in the repository), and a hand-
 //! declared server for `Compliance` whose request types keep the `DeploymentRequest`
 //! bytes exactly as received (see `src/wire.rs`), so decisions can hash them.
 
@@ -15,7 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("silkgate_descriptor.bin"), fds.encode_to_vec())?;
 
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds)?;
+    // The messages are silkgate_verify's: only the services are generated here.
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .extern_path(".silkgate.v1", "::silkgate_verify::proto")
+        .compile_fds(fds)?;
 
     let method = |name: &str, route: &str, input: &str, output: &str| {
         tonic_build::manual::Method::builder()

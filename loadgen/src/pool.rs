@@ -24,7 +24,7 @@ pub fn build(size: usize, seed: u64, jurisdictions: &[String]) -> anyhow::Result
         let id = format!("loadgen-{seed}-{i:05}");
         let archetype = ARCHETYPES[rng.below(ARCHETYPES.len())];
         let request = archetype(&mut rng, id);
-        if let Err(e) = silkgate::request::Request::try_from(request.clone()) {
+        if let Err(e) = silkgate_core::request::Request::try_from(request.clone()) {
             bail!("pool request {i} is invalid (a loadgen bug): {e}");
         }
         let jurisdiction = jurisdictions[i % jurisdictions.len()].clone();

@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use ed25519_dalek::{Signer as _, SigningKey};
-use silkgate::decision::{PAYLOAD_TYPE, key_id, pae};
 use silkgate::proto::compliance_server::{Compliance, ComplianceServer};
 use silkgate::proto::{
     BatchResult, EvaluateBatchRequest, EvaluateBatchResponse, EvaluateRequest, EvaluateResponse, NodeInfoRequest,
     NodeInfoResponse, Signature, SignedDecision, batch_result,
 };
+use silkgate_core::decision::{PAYLOAD_TYPE, key_id, pae};
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;

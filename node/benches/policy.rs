@@ -16,11 +16,11 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ed25519_dalek::SigningKey;
 use prost::Message;
-use silkgate::decision::{self, Signer};
-use silkgate::policy::{Outcome, Policy};
 use silkgate::proto::{self, DeploymentRequest};
-use silkgate::request::Request;
-use silkgate::time::{Day, Instant};
+use silkgate_core::decision::{self, Signer};
+use silkgate_core::policy::{Outcome, Policy};
+use silkgate_core::request::Request;
+use silkgate_core::time::{Day, UnixTime};
 
 /// Counts heap allocations; one relaxed atomic add per allocation, too cheap to skew the
 /// allocation-heavy benches (compile, sign) noticeably and absent from a clean evaluation.
@@ -289,7 +289,7 @@ fn request_and_decision(c: &mut Criterion) {
             node_id: "node-bench",
             request_sha256: [7; 32],
             request_id: &req.request_id,
-            issued_at: Instant::from_secs(1_795_867_200),
+            issued_at: UnixTime::from_secs(1_795_867_200),
             validity_secs: 86_400,
         };
         let payload = decision::build(cn, &outcome, &ctx, signer.key_id()).encode_to_vec().len();

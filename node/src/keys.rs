@@ -10,8 +10,8 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 
-use crate::decision::Signer;
-use crate::time::Instant;
+use silkgate_core::decision::Signer;
+use silkgate_core::time::UnixTime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -30,7 +30,7 @@ pub enum KeyError {
 /// A loaded key and when its file was created (reported as the key's `valid_from`).
 pub struct LoadedKey {
     pub signer: Signer,
-    pub valid_from: Instant,
+    pub valid_from: UnixTime,
     pub created: bool,
 }
 
@@ -100,7 +100,7 @@ pub fn load(path: &Path) -> Result<LoadedKey, KeyError> {
     let key = SigningKey::from_pkcs8_pem(&text)
         .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    let valid_from = modified.map_or(Instant::from_secs(0), |d| Instant::from_secs(d.as_secs() as i64));
+    let valid_from = modified.map_or(UnixTime::from_secs(0), |d| UnixTime::from_secs(d.as_secs() as i64));
     Ok(LoadedKey { signer: Signer::new(key), valid_from, created: false })
 }
 

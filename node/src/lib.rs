@@ -1,43 +1,39 @@
 //! Silkgate: the compliance node of a multi-jurisdiction blockchain hosting network.
 //!
-//! # Layout
-//! The pure core takes its inputs as arguments and does no I/O:
-//! - [`schema`]: the request attributes policies can read;
-//! - [`request`]: the deployment request as plain data, converted from protobuf;
-//! - [`policy`]: policy files parsed, compiled and evaluated;
-//! - [`decision`]: the signed decision: payload bytes, DSSE PAE, Ed25519.
+//! This crate is the shell around the pure core (`silkgate_core`: requests, policies,
+//! decisions) and the verifier (`silkgate_verify`: proofs, checkpoints, envelopes): it
+//! does the I/O.
 //!
-//! The shell does the I/O: [`loader`] reads policy directories, [`keys`] the key file,
-//! [`service`] and [`server`] answer gRPC, and the `silkgate` binary's `cli` dispatches.
+//! # Layout
+//! - [`loader`] reads policy directories and [`reload`] watches them; [`keys`] reads and
+//!   writes the key file;
+//! - [`wire`] decodes requests as received; [`service`] answers `Compliance` calls
+//!   (evaluate, sign, log); [`log_service`] answers `DecisionLog` calls;
+//! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] serves
+//!   Prometheus text; [`tracebuf`] buffers tracing output;
+//! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
+//! - the `silkgate` binary's `cli` dispatches the commands.
 
-pub mod cases;
-pub mod checkpoint;
-pub mod decision;
-pub mod diag;
-pub mod impact;
 pub mod keys;
 pub mod limits;
 pub mod loader;
 pub mod log;
 pub mod log_service;
-pub mod logbuf;
-pub mod merkle;
 pub mod metrics;
-pub mod policy;
 pub mod reload;
-pub mod request;
-pub mod schema;
 pub mod server;
 pub mod service;
-pub mod time;
 pub mod tls;
 #[cfg(test)]
 mod trace_fields;
+pub mod tracebuf;
 pub mod wire;
 
-/// The generated protobuf messages and client of the `silkgate.v1` API.
+/// The `silkgate.v1` API: its messages (from `silkgate_verify::proto`) and the gRPC
+/// clients and servers generated over them.
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
+    pub use silkgate_verify::proto::*;
     tonic::include_proto!("silkgate.v1");
 
     /// The server side of `Compliance`, declared in build.rs over [`crate::wire`] types.

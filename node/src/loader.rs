@@ -24,8 +24,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diag::Diagnostic;
-use crate::policy::{self, DataText, LoadError, PolicySet, data, source};
+use silkgate_core::diag::Diagnostic;
+use silkgate_core::policy::{self, DataText, LoadError, PolicySet, data, source};
 
 /// Policy files (`*.toml` entries) a directory may hold.
 pub const MAX_POLICY_FILES: usize = 1_000;

@@ -12,20 +12,28 @@
 //! - `checkpoints`: a history of signed checkpoints, records `len (u32 BE) || note`;
 //! - `sealed/N/`: earlier logs, sealed with `silkgate log seal`, each with its own origin.
 //!
-//! [`storage`] is the file I/O seam ([`sim`] simulates crashes behind it); [`store`]
-//! opens and recovers the files; [`writer`] runs group commit on its own thread;
-//! [`seal`] seals a log.
+//! In the order an entry goes: [`handle`] is what the service holds (append, read,
+//! prove); calls wait in the [`queue`]; the [`writer`] thread runs group commit and
+//! [`dispatch`] sends the answers; [`checkpoints`] are signed on demand and stored
+//! first. [`storage`] is the file I/O seam ([`sim`] simulates crashes behind it);
+//! [`store`] opens and recovers the files; [`hashes`] keeps the tree's nodes in files;
+//! [`seal`] seals a log; [`audit`] checks one offline.
 
 pub mod audit;
+mod checkpoints;
+mod dispatch;
+pub mod handle;
 pub mod hashes;
+mod queue;
 pub mod seal;
 pub mod sim;
 pub mod storage;
 pub mod store;
-pub mod writer;
+mod writer;
 
+pub use handle::{GroupCommit, Inclusion, LogHandle, Serving, Stats};
+pub use queue::Entry;
 pub use store::{LogError, Store};
-pub use writer::{GroupCommit, LogHandle};
 
 /// Largest entry accepted, in bytes.
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
@@ -49,7 +57,7 @@ pub fn origin(node_id: &str, epoch: u64) -> String {
 pub fn open(
     data_dir: &std::path::Path,
     node_id: &str,
-    signer: std::sync::Arc<crate::decision::Signer>,
+    signer: std::sync::Arc<silkgate_core::decision::Signer>,
 ) -> Result<LogHandle, LogError> {
     open_with(data_dir, node_id, signer, GroupCommit::default())
 }
@@ -58,7 +66,7 @@ pub fn open(
 pub fn open_with(
     data_dir: &std::path::Path,
     node_id: &str,
-    signer: std::sync::Arc<crate::decision::Signer>,
+    signer: std::sync::Arc<silkgate_core::decision::Signer>,
     commit: GroupCommit,
 ) -> Result<LogHandle, LogError> {
     let dir = data_dir.join("log");

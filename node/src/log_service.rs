@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::checkpoint::Checkpoint;
 use crate::log::{LogError, LogHandle};
 use crate::proto::{self, decision_log_server::DecisionLog};
+use silkgate_core::checkpoint::Checkpoint;
 
 /// Most entries one GetEntries page returns.
 pub const MAX_PAGE: u64 = 256;

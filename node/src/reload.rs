@@ -15,9 +15,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::loader;
-use crate::policy::{PolicySet, data};
 use crate::service::NodeState;
-use crate::time::Instant;
+use silkgate_core::policy::{PolicySet, data};
+use silkgate_core::time::UnixTime;
 
 /// What NodeInfo and metrics say about reloads.
 #[derive(Clone, Debug, Default)]
@@ -25,16 +25,16 @@ pub struct ReloadStatus {
     pub reloads: u64,
     pub errors: u64,
     /// When each jurisdiction's policy in force was loaded.
-    pub loaded_at: BTreeMap<String, Instant>,
+    pub loaded_at: BTreeMap<String, UnixTime>,
     /// The last failed reload's errors for each jurisdiction's files.
     pub jurisdiction_errors: BTreeMap<String, String>,
     /// The last failed reload's full report; empty after a successful reload.
     pub last_error: String,
-    pub last_attempt: Option<Instant>,
+    pub last_attempt: Option<UnixTime>,
 }
 
 impl ReloadStatus {
-    pub fn new(set: &PolicySet, at: Instant) -> Self {
+    pub fn new(set: &PolicySet, at: UnixTime) -> Self {
         ReloadStatus { loaded_at: set.policies.keys().map(|j| (j.clone(), at)).collect(), ..Default::default() }
     }
 }
@@ -92,7 +92,7 @@ pub struct Watcher {
 impl Watcher {
     /// Loads the directory and swaps it in when it is valid. Returns whether it was.
     pub fn reload(&self) -> bool {
-        let now = Instant::now();
+        let now = UnixTime::now();
         let result = loader::load_dir(&self.dir, self.only.as_deref());
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_attempt = Some(now);
@@ -168,15 +168,15 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::decision::Signer;
     use crate::loader::tests::{policy_dir, policy_text, within_5s};
     use crate::service::NodeState;
+    use silkgate_core::decision::Signer;
 
     fn watcher(dir: &Path, only: Option<&[&str]>) -> Arc<Watcher> {
         let only: Option<Vec<String>> = only.map(|o| o.iter().map(|j| j.to_string()).collect());
         let set = loader::load_dir(dir, only.as_deref()).unwrap_or_else(|e| panic!("{e}"));
         let signer = Arc::new(Signer::new(crate::keys::generate()));
-        let state = Arc::new(NodeState::new("n".into(), set, signer, Instant::now(), 60, None));
+        let state = Arc::new(NodeState::new("n".into(), set, signer, UnixTime::now(), 60, None));
         let status = state.reload.clone();
         Arc::new(Watcher { dir: dir.to_path_buf(), only, state, status })
     }

@@ -8,18 +8,18 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
 
-use crate::decision::{self, Signer};
 use crate::limits::{Admitted, Limits};
+use crate::log::Entry;
 use crate::log::LogHandle;
-use crate::log::writer::Entry;
 use crate::metrics::{DecisionLabels, Metrics};
-use crate::policy::PolicySet;
 use crate::proto::{self, server::compliance_server::Compliance};
 use crate::reload::ReloadStatus;
-use crate::request::Request as Deployment;
-use crate::time::Instant;
 use crate::tls::{Authz, Group};
 use crate::wire;
+use silkgate_core::decision::{self, Signer};
+use silkgate_core::policy::PolicySet;
+use silkgate_core::request::Request as Deployment;
+use silkgate_core::time::UnixTime;
 
 /// Most items one EvaluateBatch may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -30,7 +30,7 @@ pub struct NodeState {
     /// Swapped as a whole on reload, so a request sees one consistent policy set.
     pub policies: ArcSwap<PolicySet>,
     pub signer: Arc<Signer>,
-    pub key_valid_from: Instant,
+    pub key_valid_from: UnixTime,
     /// How long a decision stays valid evidence, in seconds.
     pub validity_secs: i64,
     /// The decision log; `None` runs without one (benchmarks only: no evidence is kept).
@@ -44,11 +44,11 @@ impl NodeState {
         node_id: String,
         policies: PolicySet,
         signer: Arc<Signer>,
-        key_valid_from: Instant,
+        key_valid_from: UnixTime,
         validity_secs: i64,
         log: Option<LogHandle>,
     ) -> Self {
-        let reload = Arc::new(Mutex::new(ReloadStatus::new(&policies, Instant::now())));
+        let reload = Arc::new(Mutex::new(ReloadStatus::new(&policies, UnixTime::now())));
         NodeState {
             node_id,
             policies: ArcSwap::from_pointee(policies),
@@ -92,7 +92,7 @@ impl Failure {
 }
 
 /// Longest status or item error message, in bytes. Client input in messages is already
-/// cut (see [`crate::request::echo`]); this bounds what several such parts add up to.
+/// cut (see [`silkgate_core::request::echo`]); this bounds what several such parts add up to.
 pub const MAX_MESSAGE_LEN: usize = 1024;
 
 /// `message` cut to [`MAX_MESSAGE_LEN`] bytes (on a character boundary) with an ellipsis.
@@ -122,7 +122,7 @@ struct Summary {
     decision_id: String,
     request_id: String,
     /// The policy evaluated: its jurisdiction and digest are read from it, not copied.
-    policy: Arc<crate::policy::Policy>,
+    policy: Arc<silkgate_core::policy::Policy>,
     verdict: &'static str,
     rules: String,
 }
@@ -156,7 +156,7 @@ impl ComplianceService {
 
     /// Evaluates and signs one request. Never panics on any input; fails closed. The
     /// answer must not leave the node before [`ComplianceService::commit`] logged it.
-    pub fn decide(&self, item: wire::EvaluateRequest, now: Instant) -> Result<Decided, Failure> {
+    pub fn decide(&self, item: wire::EvaluateRequest, now: UnixTime) -> Result<Decided, Failure> {
         let started = std::time::Instant::now();
         let wire::EvaluateRequest { jurisdiction, request, explain, malformed } = item;
         if let Some(m) = malformed {
@@ -180,7 +180,7 @@ impl ComplianceService {
                 "jurisdiction",
                 format!(
                     "no policy for `{}` on this node (it enforces: {})",
-                    crate::request::echo(&jurisdiction),
+                    silkgate_core::request::echo(&jurisdiction),
                     known.join(", ")
                 ),
             ));
@@ -321,7 +321,7 @@ impl ComplianceService {
                 .state
                 .log
                 .as_ref()
-                .map(|l| crate::checkpoint::vkey(l.origin(), &key))
+                .map(|l| silkgate_core::checkpoint::vkey(l.origin(), &key))
                 .unwrap_or_default(),
         }
     }
@@ -348,7 +348,7 @@ impl Compliance for ComplianceService {
         let started = std::time::Instant::now();
         let response = self
             .limited(client, async {
-                let decided = self.decide(request.into_inner(), Instant::now()).map_err(|f| {
+                let decided = self.decide(request.into_inner(), UnixTime::now()).map_err(|f| {
                     self.rejected(&f);
                     f.status()
                 })?;
@@ -398,7 +398,7 @@ impl ComplianceService {
             return Err(Status::invalid_argument(format!("items: at most {MAX_BATCH} per batch, got {}", items.len())));
         }
         let started = std::time::Instant::now();
-        let now = Instant::now();
+        let now = UnixTime::now();
         let (mut decided, slots) = if items.len() > BLOCKING_BATCH {
             let this = self.clone();
             tokio::task::spawn_blocking(move || this.decide_all(items, now)).await.map_err(|e| {
@@ -426,7 +426,7 @@ impl ComplianceService {
     }
 
     /// Decides every item in order (CPU only: no I/O, no awaiting).
-    fn decide_all(&self, items: Vec<wire::EvaluateRequest>, now: Instant) -> DecidedBatch {
+    fn decide_all(&self, items: Vec<wire::EvaluateRequest>, now: UnixTime) -> DecidedBatch {
         let mut decided = Vec::with_capacity(items.len());
         let mut slots = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {

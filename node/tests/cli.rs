@@ -152,7 +152,7 @@ fn check_warns_about_rules_that_cannot_matter() {
 fn note(origin: &str, key: &ed25519_dalek::SigningKey) -> String {
     use sha2::Digest as _;
     let root = sha2::Sha256::digest(b"three entries").into();
-    silkgate::checkpoint::Checkpoint { origin: origin.into(), size: 3, root, extensions: vec![] }.sign(key)
+    silkgate_core::checkpoint::Checkpoint { origin: origin.into(), size: 3, root, extensions: vec![] }.sign(key)
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn consistency_refuses_a_bad_kept_checkpoint_as_invalid() {
         assert_eq!(out.status.code(), Some(1), "{bad}: {}", text(&out));
         assert!(text(&out).contains(&format!("invalid: the kept checkpoint {bad}")), "{}", text(&out));
     }
-    let other_origin = silkgate::checkpoint::vkey("silkgate/n1/2", &key.verifying_key());
+    let other_origin = silkgate_core::checkpoint::vkey("silkgate/n1/2", &key.verifying_key());
     let out = run("good.note", &other_origin);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -190,7 +190,7 @@ fn consistency_refuses_a_bad_kept_checkpoint_as_invalid() {
     // Operational errors: exit 2. A good checkpoint gets as far as the unreachable node.
     let out = run("missing.note", &public);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    for k in [public.clone(), silkgate::checkpoint::vkey(origin, &key.verifying_key())] {
+    for k in [public.clone(), silkgate_core::checkpoint::vkey(origin, &key.verifying_key())] {
         let out = run("good.note", &k);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(text(&out).contains("connect http://127.0.0.1:1"), "{}", text(&out));
@@ -216,7 +216,7 @@ fn public_keys_are_taken_as_hex_verifier_key_or_file_and_key_show_prints_them() 
     let show = silkgate(&["key", "show", "--key", "k.pem", "--data-dir", "data"], d);
     let vkey = text(&show).lines().find_map(|l| l.strip_prefix("verifier key: ")).unwrap().trim().to_string();
     assert!(vkey.starts_with("silkgate/x/1+"), "{}", text(&show));
-    let (origin, key) = silkgate::checkpoint::parse_vkey(&vkey).unwrap();
+    let (origin, key) = silkgate_core::checkpoint::parse_vkey(&vkey).unwrap();
     assert_eq!((origin.as_str(), hex::encode(key.as_bytes())), ("silkgate/x/1", public.clone()));
 
     std::fs::write(d.join("vkey.txt"), format!("{vkey}\n")).unwrap();
@@ -241,17 +241,17 @@ fn verify_bundle_takes_a_verifier_key_and_checks_its_origin() {
     use prost::Message as _;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let signer = silkgate::decision::Signer::new(ed25519_dalek::SigningKey::from_bytes(&[6; 32]));
+    let signer = silkgate_core::decision::Signer::new(ed25519_dalek::SigningKey::from_bytes(&[6; 32]));
     let decision = silkgate::proto::Decision {
         decision_id: "0190d8a2-0000-7000-8000-000000000001".into(),
         key_id: signer.key_id().to_string(),
         ..Default::default()
     };
-    let entry = silkgate::decision::sign(&decision, &signer).encode_to_vec();
+    let entry = silkgate_core::decision::sign(&decision, &signer).encode_to_vec();
     // A log of one entry: its root is the entry's leaf hash and the proof is empty.
     let origin = "silkgate/b1/1";
-    let root = silkgate::merkle::leaf_hash(&entry);
-    let note = silkgate::checkpoint::Checkpoint { origin: origin.into(), size: 1, root, extensions: vec![] }
+    let root = silkgate_core::merkle::leaf_hash(&entry);
+    let note = silkgate_core::checkpoint::Checkpoint { origin: origin.into(), size: 1, root, extensions: vec![] }
         .sign(&ed25519_dalek::SigningKey::from_bytes(&[6; 32]));
     let bundle = serde_json::json!({
         "format": "silkgate-evidence-v1",
@@ -264,12 +264,12 @@ fn verify_bundle_takes_a_verifier_key_and_checks_its_origin() {
     std::fs::write(d.join("bundle.json"), bundle.to_string()).unwrap();
     let vk = signer.verifying_key();
     let run = |k: &str| silkgate(&["log", "verify-bundle", "bundle.json", "--public-key", k], d);
-    for k in [hex::encode(vk.as_bytes()), silkgate::checkpoint::vkey(origin, &vk)] {
+    for k in [hex::encode(vk.as_bytes()), silkgate_core::checkpoint::vkey(origin, &vk)] {
         let out = run(&k);
         assert_eq!(out.status.code(), Some(0), "{k}: {}", text(&out));
         assert!(text(&out).contains("is entry 0 of log silkgate/b1/1 at size 1"), "{}", text(&out));
     }
-    let out = run(&silkgate::checkpoint::vkey("silkgate/b1/2", &vk));
+    let out = run(&silkgate_core::checkpoint::vkey("silkgate/b1/2", &vk));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("the verifier key is for origin `silkgate/b1/2`, not `silkgate/b1/1`"),

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{connect, free_port, shipped_policy};
-use silkgate::checkpoint::Checkpoint;
-use silkgate::merkle;
 use silkgate::proto::{self, decision_log_client::DecisionLogClient};
+use silkgate_core::checkpoint::Checkpoint;
+use silkgate_core::merkle;
 
 fn start(data: &Path, port: u16) -> Child {
     let policy = shipped_policy();

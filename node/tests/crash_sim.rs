@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use silkgate::checkpoint::Checkpoint;
-use silkgate::decision::Signer;
+use silkgate::log::Entry;
 use silkgate::log::sim::SimFs;
 use silkgate::log::storage::Storage;
-use silkgate::log::writer::Entry;
 use silkgate::log::{GroupCommit, LogHandle, Store, seal};
+use silkgate_core::checkpoint::Checkpoint;
+use silkgate_core::decision::Signer;
 
 const DIR: &str = "/data/log";
 

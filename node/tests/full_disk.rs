@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Node, bin, connect, free_port};
-use silkgate::checkpoint::Checkpoint;
-use silkgate::merkle;
 use silkgate::proto::{self, compliance_client::ComplianceClient, decision_log_client::DecisionLogClient};
+use silkgate_core::checkpoint::Checkpoint;
+use silkgate_core::merkle;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};

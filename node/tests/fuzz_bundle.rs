@@ -1,10 +1,8 @@
 //! Fuzz targets for evidence bundles, the JSON files `silkgate log prove` writes and
 //! `silkgate log verify-bundle` checks.
 //!
-//! The checker (`check_bundle` in `src/cli/log.rs`) is private to the binary, so it is
-//! fuzzed two ways: in process through [`mirror`], a copy of it over the same public API
-//! (`decision::verify`, `Checkpoint::open`, `merkle::verify_inclusion`), for many cases;
-//! and through the real binary for fewer, checking that it agrees with the mirror.
+//! The checker (`silkgate_verify::bundle`) is fuzzed in process for many cases, and
+//! through the real binary for fewer, checking that the binary agrees with it.
 //! `merkle::verify_inclusion` and `verify_consistency` also get arbitrary arguments.
 //!
 //! Properties: no input panics or hangs (the binary exits 0 or 1, never 101 or by a
@@ -28,11 +26,11 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use fuzz_common::*;
 use proptest::prelude::*;
 use prost::Message;
-use silkgate::checkpoint::Checkpoint;
-use silkgate::decision::{self, Signer};
-use silkgate::merkle::{self, Hash, Tree};
-use silkgate::proto;
-use silkgate::time::Instant;
+use silkgate_core::checkpoint::Checkpoint;
+use silkgate_core::decision::{self, Signer};
+use silkgate_core::merkle::{self, Tree};
+use silkgate_core::time::UnixTime;
+use silkgate_verify::bundle::Bundle;
 
 const ORIGIN: &str = "silkgate.example/log/0";
 
@@ -56,7 +54,7 @@ fn valid_bundles() -> &'static [Valid] {
     B.get_or_init(|| {
         let policy = shipped().get("CN").unwrap();
         let (_, req) = &seed_requests()[0];
-        let now = Instant::from_secs(1_795_867_200);
+        let now = UnixTime::from_secs(1_795_867_200);
         let outcome = policy.evaluate(req, now.day());
         let ctx = decision::Context {
             decision_id: "0190f2a6-0000-7000-8000-000000000000".into(),
@@ -92,45 +90,18 @@ fn valid_bundles() -> &'static [Valid] {
     })
 }
 
-/// `check_bundle` of `src/cli/log.rs`, step for step, over the public API; `origin` is
-/// the origin a verifier key string names, if the key was given as one. Returns what the
-/// bundle proves: the entry, its index and the tree size.
-fn mirror(text: &str, key: &VerifyingKey, origin: Option<&str>) -> Result<(Vec<u8>, u64, u64), String> {
-    let b64 = STANDARD;
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let entry = b64.decode(v["entry"].as_str().ok_or("missing `entry`")?).map_err(|e| format!("entry: {e}"))?;
-    let index = v["log_index"].as_u64().ok_or("missing `log_index`")?;
-    let size = v["tree_size"].as_u64().ok_or("missing `tree_size`")?;
-    let list = v["inclusion_proof"].as_array().ok_or("missing `inclusion_proof`")?;
-    let proof: Vec<Hash> = list
-        .iter()
-        .map(|h| {
-            let bytes = b64.decode(h.as_str().ok_or("proof hashes are base64 strings")?).map_err(|e| e.to_string())?;
-            bytes.try_into().map_err(|_| "proof hashes are 32 bytes".to_string())
-        })
-        .collect::<Result<_, String>>()?;
-    let note = v["checkpoint"].as_str().ok_or("missing `checkpoint`")?;
-    let env = proto::SignedDecision::decode(entry.as_slice()).map_err(|e| format!("entry: {e}"))?;
-    decision::verify(&env, std::slice::from_ref(key), None).map_err(|e| format!("decision: {e}"))?;
-    let first = note.lines().next().unwrap_or_default();
-    if let Some(o) = origin
-        && o != first
-    {
-        return Err("checkpoint: the verifier key names another origin".into());
-    }
-    let cp = Checkpoint::open(note, first, key).map_err(|e| format!("checkpoint: {e}"))?;
-    if cp.size != size {
-        return Err("checkpoint size differs from the proof's tree size".into());
-    }
-    merkle::verify_inclusion(&merkle::leaf_hash(&entry), index, size, &proof, &cp.root)
-        .map_err(|e| format!("inclusion proof: {e}"))?;
-    Ok((entry, index, size))
+/// What `text` proves as a bundle, through the checker `silkgate log verify-bundle`
+/// uses (`silkgate_verify::bundle`): the entry, its index and the tree size.
+fn check(text: &str, key: &VerifyingKey) -> Result<(Vec<u8>, u64, u64), String> {
+    let b = Bundle::parse(text)?;
+    b.verify(key, None)?;
+    Ok((b.entry, b.log_index, b.tree_size))
 }
 
-/// The mirror's answer must be a proof of the seed bundle's own entry, or a refusal.
-fn check_mirror(text: &str, seed: Option<&Valid>) -> bool {
+/// The checker's answer must be a proof of the seed bundle's own entry, or a refusal.
+fn check_in_process(text: &str, seed: Option<&Valid>) -> bool {
     let key = signer().verifying_key();
-    match timed("check_bundle", || mirror(text, &key, None)) {
+    match timed("check_bundle", || check(text, &key)) {
         Ok((entry, index, size)) => {
             let seed = seed.expect("an arbitrary text verified as a bundle");
             assert_eq!(entry, seed.entry, "a mutated bundle proves another entry");
@@ -145,7 +116,7 @@ fn check_mirror(text: &str, seed: Option<&Valid>) -> bool {
 }
 
 /// Runs `silkgate log verify-bundle` on `text`: it must exit 0 (valid) or 1 (invalid),
-/// and agree with the mirror.
+/// and agree with the checker.
 fn check_binary(text: &str, expect_valid: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bundle.json");
@@ -162,9 +133,9 @@ fn check_binary(text: &str, expect_valid: bool) {
     });
     let stdout = String::from_utf8_lossy(&out.stdout);
     match out.status.code() {
-        Some(0) => assert!(expect_valid && stdout.starts_with("valid: "), "binary says valid, mirror not: {stdout}"),
+        Some(0) => assert!(expect_valid && stdout.starts_with("valid: "), "binary says valid, checker not: {stdout}"),
         Some(1) => {
-            assert!(!expect_valid && stdout.starts_with("invalid: "), "binary says invalid, mirror not: {stdout}")
+            assert!(!expect_valid && stdout.starts_with("invalid: "), "binary says invalid, checker not: {stdout}")
         }
         other => panic!(
             "verify-bundle exited with {other:?} (101 is a panic; None a signal)\nstdout: {stdout}\nstderr: {}",
@@ -278,7 +249,7 @@ proptest! {
     fn bundle_mutated(seed in any::<usize>(), ops in ops(6)) {
         let valid = &valid_bundles()[seed % valid_bundles().len()];
         let bytes = mutate(valid.text.as_bytes(), &ops, BUNDLE_DICT, 16 << 10);
-        check_mirror(&String::from_utf8_lossy(&bytes), Some(valid));
+        check_in_process(&String::from_utf8_lossy(&bytes), Some(valid));
     }
 
     /// Valid bundles with fields replaced by arbitrary JSON values, removed, or swapped
@@ -286,14 +257,14 @@ proptest! {
     #[test]
     fn bundle_structured(seed in any::<usize>(), edits in edits()) {
         let valid = &valid_bundles()[seed % valid_bundles().len()];
-        check_mirror(&structured(valid, &edits), Some(valid));
+        check_in_process(&structured(valid, &edits), Some(valid));
     }
 
     /// Arbitrary text and arbitrary JSON.
     #[test]
     fn bundle_arbitrary(text in "(?s).{0,300}", value in json_value()) {
-        check_mirror(&text, None);
-        check_mirror(&value.to_string(), None);
+        check_in_process(&text, None);
+        check_in_process(&value.to_string(), None);
     }
 
     /// RFC 9162 proof checks on arbitrary arguments: no panic, and a proof checks only
@@ -323,7 +294,7 @@ proptest! {
 proptest! {
     #![proptest_config(binary_config())]
 
-    /// The real `silkgate log verify-bundle` on mutated bundles; agrees with the mirror.
+    /// The real `silkgate log verify-bundle` on mutated bundles; agrees with the checker.
     #[test]
     fn bundle_binary(seed in any::<usize>(), ops in ops(4), edits in edits(), structured_edit in any::<bool>()) {
         let valid = &valid_bundles()[seed % valid_bundles().len()];
@@ -332,7 +303,7 @@ proptest! {
         } else {
             String::from_utf8_lossy(&mutate(valid.text.as_bytes(), &ops, BUNDLE_DICT, 16 << 10)).into_owned()
         };
-        let ok = check_mirror(&text, Some(valid));
+        let ok = check_in_process(&text, Some(valid));
         check_binary(&text, ok);
     }
 }
@@ -340,7 +311,7 @@ proptest! {
 #[test]
 fn valid_bundles_verify() {
     for v in valid_bundles() {
-        assert!(check_mirror(&v.text, Some(v)));
+        assert!(check_in_process(&v.text, Some(v)));
         check_binary(&v.text, true);
     }
 }
@@ -353,7 +324,7 @@ fn corpus_bundles() {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let ok = within(&format!("bundle corpus {name}"), Duration::from_secs(30), {
             let text = text.clone();
-            move || check_mirror(&text, valid_bundles().first())
+            move || check_in_process(&text, valid_bundles().first())
         });
         check_binary(&text, ok);
     }

@@ -1,4 +1,4 @@
-//! Fuzz targets for checkpoint notes (`silkgate::checkpoint`): `Checkpoint::open`,
+//! Fuzz targets for checkpoint notes (`silkgate_core::checkpoint`): `Checkpoint::open`,
 //! `open_note` and `parse_vkey` on mutated valid notes and arbitrary text.
 //!
 //! Properties: no input panics or hangs; a valid checkpoint signs and opens to itself
@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use fuzz_common::*;
 use proptest::prelude::*;
-use silkgate::checkpoint::{self, Checkpoint};
+use silkgate_core::checkpoint::{self, Checkpoint};
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])

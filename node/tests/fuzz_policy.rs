@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use fuzz_common::*;
 use proptest::prelude::*;
-use silkgate::policy::{self, DataText, expr, lint, source};
-use silkgate::schema;
-use silkgate::time::Day;
+use silkgate_core::policy::{self, DataText, expr, lint, source};
+use silkgate_core::schema;
+use silkgate_core::time::Day;
 
 /// Tokens of the condition language, the attributes and enum values it reads.
 fn condition_tokens() -> Vec<String> {
@@ -230,7 +230,7 @@ fn check_policy_text_strict(text: &str) {
 }
 
 /// A refused policy says why: at least one error, each rendering with a position.
-fn check_refused(diags: &[silkgate::diag::Diagnostic]) {
+fn check_refused(diags: &[silkgate_core::diag::Diagnostic]) {
     assert!(diags.iter().any(|d| d.is_error()), "refused without an error: {diags:?}");
     for d in diags {
         assert!(d.line >= 1 && d.column >= 1);

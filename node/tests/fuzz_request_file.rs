@@ -1,4 +1,4 @@
-//! Fuzz targets for request files (`silkgate::request::file`): TOML and JSON texts to
+//! Fuzz targets for request files (`silkgate_core::request::file`): TOML and JSON texts to
 //! `RequestFile`, to the proto `DeploymentRequest`, to the `Request` policies read.
 //!
 //! Properties: no input panics or hangs; a refusal is an error with a message (naming the
@@ -18,9 +18,9 @@ use fuzz_common::*;
 use proptest::prelude::*;
 use prost::Message;
 use silkgate::proto;
-use silkgate::request::Request;
-use silkgate::request::file::RequestFile;
-use silkgate::schema;
+use silkgate_core::request::Request;
+use silkgate_core::request::file::RequestFile;
+use silkgate_core::schema;
 
 #[derive(Clone, Copy, Debug)]
 enum Format {

@@ -24,15 +24,15 @@ use fuzz_common::*;
 use proptest::prelude::*;
 use prost::Message;
 use sha2::{Digest, Sha256};
-use silkgate::decision::{self, Signer};
 use silkgate::limits::{LimitConfig, Limits};
-use silkgate::policy::Verdict;
 use silkgate::proto;
-use silkgate::request::Request;
 use silkgate::service::{ComplianceService, NodeState};
-use silkgate::time::Instant;
 use silkgate::tls::Authz;
 use silkgate::wire;
+use silkgate_core::decision::{self, Signer};
+use silkgate_core::policy::Verdict;
+use silkgate_core::request::Request;
+use silkgate_core::time::UnixTime;
 
 /// A service over the shipped policies, without a decision log (`decide` never logs).
 fn service() -> &'static (ComplianceService, VerifyingKey) {
@@ -41,7 +41,7 @@ fn service() -> &'static (ComplianceService, VerifyingKey) {
         let policies = silkgate::loader::load_dir(&policy_dir(), None).unwrap();
         let signer = Arc::new(Signer::new(SigningKey::from_bytes(&[9; 32])));
         let vk = signer.verifying_key();
-        let state = NodeState::new("fuzz-node".into(), policies, signer, Instant::from_secs(0), 86_400, None);
+        let state = NodeState::new("fuzz-node".into(), policies, signer, UnixTime::from_secs(0), 86_400, None);
         let limits = Arc::new(Limits::new(LimitConfig::default()));
         (ComplianceService::new(Arc::new(state), limits, Arc::new(Authz::default())), vk)
     })
@@ -51,7 +51,7 @@ fn service() -> &'static (ComplianceService, VerifyingKey) {
 const NOW: i64 = 1_795_867_200;
 
 /// Runs one decoded item through the server's `decide` and checks the answer.
-fn check_decide(item: wire::EvaluateRequest, now: Instant) {
+fn check_decide(item: wire::EvaluateRequest, now: UnixTime) {
     let (svc, vk) = service();
     let jurisdiction = item.jurisdiction.clone();
     let inner = item.request.clone();
@@ -116,7 +116,7 @@ fn check_bytes(bytes: &[u8]) {
         }
     }
     if let Ok(r) = raw {
-        check_decide(r, Instant::from_secs(NOW));
+        check_decide(r, UnixTime::from_secs(NOW));
     }
     let batch = proto::EvaluateBatchRequest::decode(bytes);
     let raw_batch = wire::EvaluateBatchRequest::decode(bytes);
@@ -128,7 +128,7 @@ fn check_bytes(bytes: &[u8]) {
     }
     if let Ok(b) = raw_batch {
         for item in b.items.into_iter().take(8) {
-            check_decide(item, Instant::from_secs(NOW));
+            check_decide(item, UnixTime::from_secs(NOW));
         }
     }
     if let Ok(p) = proto::DeploymentRequest::decode(bytes) {
@@ -146,7 +146,7 @@ fn check_conversion(p: proto::DeploymentRequest) {
         Ok(req) => {
             assert_eq!(Request::try_from(again).as_ref(), Ok(&req), "conversion depends on the encoding");
             for policy in shipped().policies.values() {
-                check_outcome(policy, &req, Instant::from_secs(NOW).day());
+                check_outcome(policy, &req, UnixTime::from_secs(NOW).day());
             }
         }
     }
@@ -352,7 +352,7 @@ proptest! {
     ) {
         check_conversion(p.clone());
         let item = wire::EvaluateRequest { jurisdiction: j, request: Some(Bytes::from(p.encode_to_vec())), explain, malformed: None };
-        check_decide(item, Instant::from_secs(secs));
+        check_decide(item, UnixTime::from_secs(secs));
     }
 
     /// The seed requests with one field replaced by random structure: mostly valid
@@ -391,7 +391,7 @@ proptest! {
         }
         check_conversion(p.clone());
         let item = wire::EvaluateRequest { jurisdiction: j, request: Some(Bytes::from(p.encode_to_vec())), explain: true, malformed: None };
-        check_decide(item, Instant::from_secs(NOW));
+        check_decide(item, UnixTime::from_secs(NOW));
     }
 }
 

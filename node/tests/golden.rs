@@ -5,10 +5,10 @@
 use ed25519_dalek::SigningKey;
 use prost::Message;
 use sha2::{Digest, Sha256};
-use silkgate::decision::{self, Signer};
 use silkgate::proto;
-use silkgate::request::Request;
-use silkgate::time::Instant;
+use silkgate_core::decision::{self, Signer};
+use silkgate_core::request::Request;
+use silkgate_core::time::UnixTime;
 
 const POLICY: &str = r#"[policy]
 id = "golden"
@@ -28,7 +28,7 @@ url = "https://example.org/golden"
 
 #[test]
 fn signed_bytes_are_stable() {
-    let policy = silkgate::policy::from_text("golden.toml", POLICY).unwrap();
+    let policy = silkgate_core::policy::from_text("golden.toml", POLICY).unwrap();
     let message = proto::DeploymentRequest {
         request_id: "golden-1".into(),
         deployment_kind: proto::DeploymentKind::OpbChain as i32,
@@ -39,7 +39,7 @@ fn signed_bytes_are_stable() {
     };
     let bytes = message.encode_to_vec();
     let req = Request::try_from(message).unwrap();
-    let at = Instant::from_secs(1_767_225_600); // 2026-01-01T00:00:00Z
+    let at = UnixTime::from_secs(1_767_225_600); // 2026-01-01T00:00:00Z
     let outcome = policy.evaluate(&req, at.day());
     let signer = Signer::new(SigningKey::from_bytes(&[1; 32]));
     let ctx = decision::Context {

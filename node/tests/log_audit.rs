@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use prost::Message;
-use silkgate::decision::{self, Signer};
+use silkgate::log::Entry;
 use silkgate::log::audit::audit;
-use silkgate::log::writer::Entry;
 use silkgate::log::{LogHandle, Store};
 use silkgate::proto;
+use silkgate_core::decision::{self, Signer};
 
 fn signer() -> Arc<Signer> {
     Arc::new(Signer::new(SigningKey::from_bytes(&[5; 32])))

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use silkgate::merkle::{Hash, verify_consistency, verify_inclusion};
+use silkgate_core::merkle::{Hash, verify_consistency, verify_inclusion};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/merkle-vectors")

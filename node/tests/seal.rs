@@ -6,8 +6,8 @@ mod common;
 use std::ffi::OsStr;
 
 use common::*;
-use silkgate::checkpoint::vkey;
 use silkgate::proto::{self, decision_log_client::DecisionLogClient};
+use silkgate_core::checkpoint::vkey;
 
 fn stdout(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

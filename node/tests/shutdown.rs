@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::log_files::{self, Entries};
 use common::{Node, connect, free_port};
-use silkgate::checkpoint::Checkpoint;
 use silkgate::proto::{self, decision_log_client::DecisionLogClient};
+use silkgate_core::checkpoint::Checkpoint;
 use tonic::Code;
 
 const LIFETIMES: u64 = 100;

@@ -2,7 +2,7 @@
 //! client, and verify signed decisions the way an outside verifier would.
 //!
 //! The verifier here is written from the README's "Formats for verifiers" section only:
-//! it does not call `silkgate::decision`.
+//! it does not call `silkgate_core::decision`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use silkgate::{cases, loader};
+use silkgate::loader;
+use silkgate_core::cases;
 use silkgate_tests::shipped_policy_dir;
 
 #[test]
@@ -23,7 +24,7 @@ fn every_data_file_is_used_and_parses() {
     let mut used = BTreeMap::new();
     for path in loader::policy_files(&dir).unwrap() {
         let text = std::fs::read_to_string(&path).unwrap();
-        let doc = silkgate::policy::source::parse(&path.display().to_string(), &text).unwrap();
+        let doc = silkgate_core::policy::source::parse(&path.display().to_string(), &text).unwrap();
         for r in doc.data {
             used.insert(std::fs::canonicalize(dir.join(&r.file)).unwrap(), path.clone());
         }
@@ -32,8 +33,8 @@ fn every_data_file_is_used_and_parses() {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
-            silkgate::policy::data::parse("x", &path.display().to_string(), &text)
-                .unwrap_or_else(|e| panic!("{}", silkgate::policy::render(&e)));
+            silkgate_core::policy::data::parse("x", &path.display().to_string(), &text)
+                .unwrap_or_else(|e| panic!("{}", silkgate_core::policy::render(&e)));
             if sub == "data" {
                 assert!(
                     used.contains_key(&std::fs::canonicalize(&path).unwrap()),

@@ -31,10 +31,10 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use prost::Message;
 use sha2::{Digest, Sha256};
-use silkgate::decision::{self, Signer};
-use silkgate::log::writer::Entry;
-use silkgate::policy::Policy;
-use silkgate::request::Request;
+use silkgate::log::Entry;
+use silkgate_core::decision::{self, Signer};
+use silkgate_core::policy::Policy;
+use silkgate_core::request::Request;
 
 /// Creates or extends a node's decision log with realistic signed decisions.
 #[derive(Parser, Debug)]
@@ -205,7 +205,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// Evaluates one request and signs the decision, as the node's `Compliance::decide`
 /// does; returns the log entry (the encoded `SignedDecision` with its decision id).
 fn decide(item: &Item, signer: &Signer, node_id: &str, validity_secs: i64) -> Entry {
-    let now = silkgate::time::Instant::now();
+    let now = silkgate_core::time::UnixTime::now();
     let outcome = item.policy.evaluate(&item.request, now.day());
     let uuid = uuid::Uuid::now_v7();
     let ctx = decision::Context {

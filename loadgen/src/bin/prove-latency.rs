@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use silkgate::merkle::{self, Hash};
 use silkgate::proto::decision_log_client::DecisionLogClient;
 use silkgate::proto::get_inclusion_proof_request::Target;
 use silkgate::proto::{GetCheckpointRequest, GetInclusionProofRequest, InclusionProof};
+use silkgate_core::merkle::{self, Hash};
 use tonic::transport::Endpoint;
 
 /// Measures inclusion proof latency against a running node (loopback only).

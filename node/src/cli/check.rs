@@ -16,10 +16,10 @@ pub struct Args {
 pub fn run(args: Args) -> u8 {
     match loader::load_dir(&args.dir, None) {
         Ok(set) => {
-            let today = silkgate::time::Instant::now().day();
+            let today = silkgate_core::time::UnixTime::now().day();
             let mut warnings = 0;
             for p in set.policies.values() {
-                for w in silkgate::policy::lint::lint(p, today) {
+                for w in silkgate_core::policy::lint::lint(p, today) {
                     warnings += 1;
                     eprintln!("{w}");
                 }

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use silkgate::impact::{self, Sample};
 use silkgate::loader;
-use silkgate::request::Request;
-use silkgate::request::file::RequestFile;
-use silkgate::time::{Day, Instant};
+use silkgate_core::impact::{self, Sample};
+use silkgate_core::request::Request;
+use silkgate_core::request::file::RequestFile;
+use silkgate_core::time::{Day, UnixTime};
 
 use super::{EXIT_INVALID, EXIT_NEGATIVE, fail};
 
@@ -50,7 +50,7 @@ fn samples(path: &PathBuf) -> Result<Vec<Sample>, String> {
     Ok(out)
 }
 
-fn verdict(v: Option<silkgate::policy::Verdict>) -> &'static str {
+fn verdict(v: Option<silkgate_core::policy::Verdict>) -> &'static str {
     v.map_or("(no policy)", |v| v.as_str())
 }
 
@@ -70,7 +70,7 @@ pub fn run(args: Args) -> u8 {
         }
     };
     let day = match &args.at {
-        None => Instant::now().day(),
+        None => UnixTime::now().day(),
         Some(s) => match Day::parse(s) {
             Some(d) => d,
             None => return fail(format!("--at: `{s}` is not a date like 2026-01-31")),

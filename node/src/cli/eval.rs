@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use sha2::{Digest, Sha256};
-use silkgate::decision::{self, Signer};
-use silkgate::request::Request;
-use silkgate::request::file::RequestFile;
-use silkgate::time::{Day, Instant};
 use silkgate::{keys, loader};
+use silkgate_core::decision::{self, Signer};
+use silkgate_core::request::Request;
+use silkgate_core::request::file::RequestFile;
+use silkgate_core::time::{Day, UnixTime};
 
 use super::{EXIT_INVALID, EXIT_NEGATIVE, fail};
 
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> u8 {
     let Some(policy) = set.get(&args.jurisdiction) else {
         return fail(format!("no policy for `{}`", args.jurisdiction));
     };
-    let now = Instant::now();
+    let now = UnixTime::now();
     let day = match &args.at {
         None => now.day(),
         Some(s) => match Day::parse(s) {
@@ -160,5 +160,5 @@ pub fn run(args: Args) -> u8 {
         eprintln!("signed by key {}", signer.key_id());
         println!("{}", serde_json::to_string_pretty(&decision::to_dsse_json(&env)).unwrap_or_default());
     }
-    if outcome.verdict == silkgate::policy::Verdict::Deny { EXIT_NEGATIVE } else { 0 }
+    if outcome.verdict == silkgate_core::policy::Verdict::Deny { EXIT_NEGATIVE } else { 0 }
 }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::DecodePublicKey;
-use silkgate::checkpoint;
-use silkgate::decision::key_id;
 use silkgate::keys;
+use silkgate_core::checkpoint;
+use silkgate_core::decision::key_id;
 
 use super::fail;
 

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use silkgate::decision::key_id;
 use silkgate::keys;
+use silkgate_core::decision::key_id;
 
 use super::fail;
 

@@ -3,13 +3,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use prost::Message;
-use silkgate::checkpoint::Checkpoint;
+use silkgate::keys;
 use silkgate::log::audit;
-use silkgate::merkle::{self, Hash};
 use silkgate::proto::{self, decision_log_client::DecisionLogClient};
-use silkgate::{decision, keys};
+use silkgate_core::checkpoint::Checkpoint;
+use silkgate_core::merkle::{self, Hash};
+use silkgate_verify::bundle::Bundle;
 
 use super::key::PublicKey;
 use super::{EXIT_ERROR, EXIT_NEGATIVE, fail};
@@ -254,61 +253,21 @@ async fn prove(node: String, decision_id: Option<String>, index: Option<u64>, ou
         Ok(p) => p.into_inner(),
         Err(e) => return fail(format!("GetInclusionProof: {}", e.message())),
     };
-    let b64 = base64::engine::general_purpose::STANDARD;
     let cp = p.checkpoint.unwrap_or_default();
-    let bundle = serde_json::json!({
-        "format": "silkgate-evidence-v1",
-        "entry": b64.encode(&p.entry),
-        "log_index": p.index,
-        "tree_size": p.tree_size,
-        "inclusion_proof": p.hashes.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
-        "checkpoint": cp.note,
-    });
-    let text = serde_json::to_string_pretty(&bundle).unwrap_or_default();
-    if let Err(e) = std::fs::write(&out, text + "\n") {
+    let mut inclusion_proof = Vec::with_capacity(p.hashes.len());
+    for h in &p.hashes {
+        match Hash::try_from(h.as_slice()) {
+            Ok(h) => inclusion_proof.push(h),
+            Err(_) => return fail(format!("GetInclusionProof: a proof hash of {} bytes, not 32", h.len())),
+        }
+    }
+    let bundle =
+        Bundle { entry: p.entry, log_index: p.index, tree_size: p.tree_size, inclusion_proof, checkpoint: cp.note };
+    if let Err(e) = std::fs::write(&out, bundle.to_json()) {
         return fail(format!("{}: {e}", out.display()));
     }
     println!("wrote {} (entry {} of {}, origin {})", out.display(), p.index, p.tree_size, cp.origin);
     0
-}
-
-fn hashes(list: &[serde_json::Value]) -> Result<Vec<Hash>, String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    list.iter()
-        .map(|h| {
-            let bytes = b64.decode(h.as_str().ok_or("proof hashes are base64 strings")?).map_err(|e| e.to_string())?;
-            bytes.try_into().map_err(|_| "proof hashes are 32 bytes".to_string())
-        })
-        .collect()
-}
-
-/// Checks a bundle; returns what it proves.
-fn check_bundle(text: &str, key: &PublicKey) -> Result<String, String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let entry = b64.decode(v["entry"].as_str().ok_or("missing `entry`")?).map_err(|e| format!("entry: {e}"))?;
-    let index = v["log_index"].as_u64().ok_or("missing `log_index`")?;
-    let size = v["tree_size"].as_u64().ok_or("missing `tree_size`")?;
-    let proof = hashes(v["inclusion_proof"].as_array().ok_or("missing `inclusion_proof`")?)?;
-    let note = v["checkpoint"].as_str().ok_or("missing `checkpoint`")?;
-    let env =
-        proto::SignedDecision::decode(entry.as_slice()).map_err(|e| format!("entry is not a SignedDecision: {e}"))?;
-    let d = decision::verify(&env, std::slice::from_ref(&key.key), None).map_err(|e| format!("decision: {e}"))?;
-    let origin = note.lines().next().unwrap_or_default();
-    key.check_origin(origin).map_err(|e| format!("checkpoint: {e}"))?;
-    let cp = Checkpoint::open(note, origin, &key.key).map_err(|e| format!("checkpoint: {e}"))?;
-    if cp.size != size {
-        return Err(format!("checkpoint size {} differs from the proof's tree size {size}", cp.size));
-    }
-    merkle::verify_inclusion(&merkle::leaf_hash(&entry), index, size, &proof, &cp.root)
-        .map_err(|e| format!("inclusion proof: {e}"))?;
-    Ok(format!(
-        "decision {} ({}, {}) is entry {index} of log {} at size {size}",
-        d.decision_id,
-        proto::Verdict::try_from(d.verdict).map(|v| v.as_str_name()).unwrap_or("?"),
-        d.jurisdiction,
-        cp.origin
-    ))
 }
 
 fn verify_bundle(bundle: PathBuf, public_key: String) -> u8 {
@@ -320,9 +279,9 @@ fn verify_bundle(bundle: PathBuf, public_key: String) -> u8 {
         Ok(t) => t,
         Err(e) => return fail(format!("{}: {e}", bundle.display())),
     };
-    match check_bundle(&text, &key) {
-        Ok(s) => {
-            println!("valid: {s}");
+    match Bundle::parse(&text).and_then(|b| b.verify(&key.key, key.origin.as_deref())) {
+        Ok(v) => {
+            println!("valid: {}", v.summary());
             0
         }
         Err(e) => {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use silkgate::limits::LimitConfig;
 use silkgate::log::GroupCommit;
-use silkgate::log::writer::{DEFAULT_COMMIT_DELAY_US, DEFAULT_COMMIT_SIBLINGS};
+use silkgate::log::handle::{DEFAULT_COMMIT_DELAY_US, DEFAULT_COMMIT_SIBLINGS};
 use silkgate::reload::Watcher;
 use silkgate::server::{ConnectionLimits, Options};
 use silkgate::service::NodeState;
@@ -396,10 +396,10 @@ fn connection_limits(a: &Args, f: &FileConfig) -> Result<ConnectionLimits, Strin
     })
 }
 
-/// Logs go to stderr through [`silkgate::logbuf`]: a line costs a lock and a copy on
+/// Tracing output goes to stderr through [`silkgate::tracebuf`]: a line costs a lock and a copy on
 /// the request path; the lines are written out every 100 ms and at shutdown.
-fn init_logging(format: &str) -> silkgate::logbuf::Guard {
-    let (writer, guard) = silkgate::logbuf::LogBuffer::start();
+fn init_tracing(format: &str) -> silkgate::tracebuf::Guard {
+    let (writer, guard) = silkgate::tracebuf::TraceBuffer::start();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only for a person at a terminal; they cost formatting time per event.
@@ -419,7 +419,7 @@ pub fn run(args: Args) -> u8 {
         }
     };
     // Flushes buffered log lines when `run` returns.
-    let _log_guard = init_logging(&s.log_format);
+    let _log_guard = init_tracing(&s.log_format);
     // Everything is loaded and checked before a port is bound.
     let policies = match loader::load_dir(&s.policy_dir, s.jurisdictions.as_deref()) {
         Ok(p) => p,

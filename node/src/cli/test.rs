@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use silkgate::{cases, loader};
+use silkgate::loader;
+use silkgate_core::cases;
 
 use super::{EXIT_INVALID, EXIT_NEGATIVE, fail};
 
@@ -44,7 +45,7 @@ pub fn run(args: Args) -> u8 {
         let policy = match loader::load_file_with(&policy_path, &overrides) {
             Ok(p) => p,
             Err(d) => {
-                eprintln!("{}", silkgate::policy::render(&d));
+                eprintln!("{}", silkgate_core::policy::render(&d));
                 invalid = true;
                 continue;
             }

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
-use silkgate::decision;
 use silkgate::proto;
-use silkgate::time::Instant;
+use silkgate_core::decision;
+use silkgate_core::time::UnixTime;
 
 use super::{EXIT_NEGATIVE, fail};
 
@@ -67,7 +67,7 @@ pub fn run(args: Args) -> u8 {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
-    let now = args.check_expiry.then(Instant::now);
+    let now = args.check_expiry.then(UnixTime::now);
     match decision::verify(&env, &keys, now) {
         Ok(d) => {
             println!("valid: signed by {}", d.key_id);

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 
 use super::store::scan;
-use crate::checkpoint::Checkpoint;
-use crate::decision;
-use crate::merkle::{self, Tree};
 use crate::proto;
+use silkgate_core::checkpoint::Checkpoint;
+use silkgate_core::decision;
+use silkgate_core::merkle::{self, Tree};
 
 /// The first problem an audit found, located precisely.
 #[derive(Debug, thiserror::Error)]

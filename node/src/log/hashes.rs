@@ -53,7 +53,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::merkle::{Hash, NodeStore, StoreError};
+use silkgate_core::merkle::{Hash, NodeStore, StoreError};
 
 /// Hashes per C2SP tlog-tiles tile, and per write of a level's buffer.
 pub const TILE_WIDTH: u64 = 256;
@@ -197,7 +197,7 @@ impl std::fmt::Debug for HashFiles {
 mod tests {
     use super::*;
     use crate::log::sim::Rng;
-    use crate::merkle::{ProofError, Tree, leaf_hash, verify_consistency, verify_inclusion};
+    use silkgate_core::merkle::{ProofError, Tree, leaf_hash, verify_consistency, verify_inclusion};
 
     fn leaf(i: u64) -> Hash {
         leaf_hash(format!("entry {i}").as_bytes())
@@ -359,7 +359,7 @@ mod tests {
 
         let mut disk = disk_tree(dir.path());
         assert!(disk.is_empty());
-        assert_eq!(disk.try_root(), Ok(crate::merkle::empty_root()));
+        assert_eq!(disk.try_root(), Ok(silkgate_core::merkle::empty_root()));
         assert!(!HashFiles::level_path(dir.path(), 0).exists());
         for i in 0..10 {
             disk.try_push(leaf(i + 5000)).unwrap();

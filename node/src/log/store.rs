@@ -12,9 +12,9 @@ use prost::Message;
 use super::hashes::HashFiles;
 use super::storage::{self, Disk, LogFile, Storage};
 use super::{MAX_ENTRY_BYTES, MAX_WRITE, RECORD_OVERHEAD};
-use crate::checkpoint::Checkpoint;
-use crate::merkle::{self, Hash, MemNodes, NodeStore, StoreError, Tree};
 use crate::proto;
+use silkgate_core::checkpoint::Checkpoint;
+use silkgate_core::merkle::{self, Hash, MemNodes, NodeStore, StoreError, Tree};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -645,14 +645,14 @@ fn read_history(path: &Path, file: &dyn LogFile) -> Result<(Option<String>, u64)
     while pos < len {
         let Some(prefix) = reader.get(pos, 4).map_err(io(path))? else { break };
         let n = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        if n == 0 || n > crate::checkpoint::MAX_NOTE_LEN {
+        if n == 0 || n > silkgate_core::checkpoint::MAX_NOTE_LEN {
             break;
         }
         let Some(note) = reader.get(pos + 4, n).map_err(io(path))? else { break };
         last = Some((pos, note.to_vec()));
         pos += 4 + n as u64;
     }
-    if len - pos > 4 + crate::checkpoint::MAX_NOTE_LEN as u64 {
+    if len - pos > 4 + silkgate_core::checkpoint::MAX_NOTE_LEN as u64 {
         return Err(LogError::Corrupt {
             path: path.to_path_buf(),
             index: 0,

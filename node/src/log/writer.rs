@@ -1,518 +1,32 @@
-//! Group commit: one thread appends and syncs; requests wait for their sync.
+//! Group commit: one thread appends and syncs; calls wait for their sync.
 //!
-//! Requests put their entries in a shared queue and wait. The writer takes every job
-//! that is waiting, writes them in one `write`, calls `fdatasync` once, then adds the
-//! leaves to the tree and answers every job. Checkpoints are signed on demand over the
-//! tree, which holds only synced entries. So concurrent requests share one sync.
+//! The writer takes every job waiting in the [`queue`](super::queue), writes their
+//! records in writes of at most 2 MiB each followed by `fdatasync`, then adds the leaves
+//! to the tree and answers every job (see [`dispatch`](super::dispatch)). The tree holds
+//! only synced entries, so checkpoints signed over it cover only durable entries.
 //!
 //! Under load the writer also waits a little for a group to fill before syncing (see
 //! [`Writer::gather`]): each sync costs about 50 us of CPU and two thread switches
 //! whatever its size, so on a busy node bigger groups leave more CPU for requests.
-//! A group's answers are sent by one task on the service's runtime (see [`dispatcher`]).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
-use super::storage::{self, LogFile, Storage};
-use super::store::{Index, LogError, Store, decision_id_of, encode_record};
-use super::{MAX_WRITE, RECORD_OVERHEAD};
-use crate::checkpoint::Checkpoint;
-use crate::decision::Signer;
-use crate::merkle::{Hash, ProofError};
+use super::dispatch::{self, Dispatch};
+use super::handle::{GroupCommit, Shared};
+use super::queue::{GATHER_ENOUGH, Job, Queue, Waiting, Wake};
+use super::storage::LogFile;
+use super::store::{LogError, encode_record};
+use super::{MAX_WRITE, RECORD_OVERHEAD, checkpoints};
 
 /// Most entries one group commit takes.
 const MAX_GROUP: usize = 4096;
 /// The entries file grows in zero-filled steps of this many bytes.
 const PREALLOCATE: u64 = 4 << 20;
-/// Default [`GroupCommit::checkpoint_interval`].
-pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// A group with this many entries syncs without waiting for more: a sync's cost is then
-/// about 1 us per entry. A batch of 64 or more reaches it alone.
-const GATHER_ENOUGH: usize = 64;
 /// A group commit slower than this is logged as a warning, with the time of each step.
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
-/// Default [`GroupCommit::delay`], in microseconds.
-pub const DEFAULT_COMMIT_DELAY_US: u64 = 2000;
-/// Default [`GroupCommit::siblings`].
-pub const DEFAULT_COMMIT_SIBLINGS: usize = 8;
-
-/// One entry to append: the data and, for decisions, the decision id.
-pub struct Entry {
-    pub data: bytes::Bytes,
-    pub id: Option<u128>,
-}
-
-type Reply = oneshot::Sender<Result<u64, LogError>>;
-
-struct Job {
-    entries: Vec<Entry>,
-    reply: Reply,
-}
-
-/// Carries a committed group's answers to a task on the runtime that started the log.
-type Dispatch = tokio::sync::mpsc::UnboundedSender<Vec<(Reply, u64)>>;
-
-/// Starts the task that answers committed groups, on the current runtime if there is
-/// one.
-///
-/// Answered from the writer thread, each call's task went to the runtime's shared queue
-/// on its own and a worker took it up as soon as it came, so each answer left in a
-/// write of its own. Answered from a task on a worker, the whole group's tasks are
-/// queued together on that worker, ahead of the connections' tasks they wake, and the
-/// answers of a group leave together (with the connections' writes coalesced; see
-/// `server::Coalesced`).
-fn dispatcher() -> Option<Dispatch> {
-    let rt = tokio::runtime::Handle::try_current().ok()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(Reply, u64)>>();
-    rt.spawn(async move {
-        while let Some(answers) = rx.recv().await {
-            for (reply, first) in answers {
-                let _ = reply.send(Ok(first));
-            }
-        }
-    });
-    Some(tx)
-}
-
-/// Counters for metrics and benchmarks.
-#[derive(Default)]
-pub struct Stats {
-    pub syncs: AtomicU64,
-    pub sync_nanos: AtomicU64,
-    pub entries: AtomicU64,
-    pub bytes: AtomicU64,
-}
-
-/// The queue between requests and the writer thread.
-struct Queue {
-    state: Mutex<Waiting>,
-    /// Signalled when the writer asked to be woken (`Waiting::wake`).
-    ready: Condvar,
-}
-
-/// What a new job should do about the writer.
-#[derive(Default, Clone, Copy, PartialEq)]
-enum Wake {
-    /// It is awake (or about to be): leave it.
-    #[default]
-    No,
-    /// It is idle: wake it.
-    FirstJob,
-    /// It gathers a group: wake it once the group is complete.
-    Gathered,
-}
-
-#[derive(Default)]
-struct Waiting {
-    jobs: Vec<Job>,
-    /// Entries in `jobs`.
-    entries: usize,
-    /// While the writer sleeps: what should wake it.
-    wake: Wake,
-    /// No more jobs are taken: every handle is gone, or the log failed.
-    closed: bool,
-}
-
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, Waiting> {
-        // Nothing panics while holding this lock; a poisoned one is still consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_all();
-    }
-
-    /// Closes the queue and answers every job still in it with `error`.
-    fn refuse_all(&self, error: impl Fn() -> LogError) {
-        let rest = {
-            let mut q = self.lock();
-            q.closed = true;
-            q.entries = 0;
-            std::mem::take(&mut q.jobs)
-        };
-        for j in rest {
-            let _ = j.reply.send(Err(error()));
-        }
-    }
-}
-
-/// Held by every [`LogHandle`] clone; the last one dropped closes the queue, and the
-/// writer finishes what is queued and stops.
-struct Feed(Arc<Queue>);
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-/// One call being served by a node that logs (see [`LogHandle::serving`]); counted
-/// until dropped.
-pub struct Serving(Arc<Shared>);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        self.0.serving.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// How the writer forms groups (see [`Writer::gather`]) and how often it signs a
-/// checkpoint nobody asked for.
-#[derive(Clone, Copy, Debug)]
-pub struct GroupCommit {
-    /// Longest a group waits for more calls before it is synced; zero syncs at once.
-    pub delay: Duration,
-    /// Calls being served at which the writer starts waiting; below it, syncs at once.
-    pub siblings: usize,
-    /// When the log has grown, a checkpoint is signed and stored at least this often.
-    pub checkpoint_interval: Duration,
-}
-
-impl Default for GroupCommit {
-    fn default() -> Self {
-        GroupCommit {
-            delay: Duration::from_micros(DEFAULT_COMMIT_DELAY_US),
-            siblings: DEFAULT_COMMIT_SIBLINGS,
-            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
-        }
-    }
-}
-
-/// The checkpoint history file, appended under its own lock by whoever signs.
-struct History {
-    file: Arc<dyn LogFile>,
-    len: u64,
-}
-
-struct Shared {
-    /// Calls being served: between [`LogHandle::serving`] and the guard's drop.
-    serving: AtomicUsize,
-    commit: GroupCommit,
-    index: RwLock<Index>,
-    reader: Arc<dyn LogFile>,
-    signer: Arc<Signer>,
-    origin: String,
-    poisoned: AtomicBool,
-    stats: Stats,
-    fs: Arc<dyn Storage>,
-    dir: PathBuf,
-    /// Held while a checkpoint is signed and stored: one at a time, in order of size.
-    history: Mutex<History>,
-}
-
-/// An inclusion proof with what an auditor needs beside it.
-pub struct Inclusion {
-    pub size: u64,
-    pub proof: Vec<Hash>,
-    /// The entry's data (a SignedDecision).
-    pub entry: Vec<u8>,
-    /// The checkpoint the proof is against, when asked for the latest.
-    pub checkpoint: Option<(String, Checkpoint)>,
-}
-
-/// A cheap, clonable handle to the running log.
-#[derive(Clone)]
-pub struct LogHandle {
-    feed: Arc<Feed>,
-    shared: Arc<Shared>,
-    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
-}
-
-fn read_lock(s: &Shared) -> std::sync::RwLockReadGuard<'_, Index> {
-    // A panic while holding the lock cannot leave the index half-updated: every update
-    // below is a push after the data is on disk. So a poisoned lock is still usable.
-    s.index.read().unwrap_or_else(|e| e.into_inner())
-}
-
-impl LogHandle {
-    /// Starts the writer thread over a recovered store. Signs a checkpoint first when the
-    /// store has entries the latest checkpoint does not cover (or no checkpoint at all).
-    pub fn start(store: Store, signer: Arc<Signer>, commit: GroupCommit) -> Result<LogHandle, LogError> {
-        let Store { fs, dir, origin, file, end, index, history, torn: _, lock } = store;
-        let shared = Arc::new(Shared {
-            serving: AtomicUsize::new(0),
-            commit,
-            index: RwLock::new(index),
-            reader: file.clone(),
-            signer: signer.clone(),
-            origin,
-            poisoned: AtomicBool::new(false),
-            stats: Stats::default(),
-            fs,
-            dir,
-            history: Mutex::new(History { file: history.0, len: history.1 }),
-        });
-        latest(&shared)?;
-        let queue = Arc::new(Queue { state: Mutex::new(Waiting::default()), ready: Condvar::new() });
-        let (q, s) = (queue.clone(), shared.clone());
-        let dispatch = dispatcher();
-        let thread = std::thread::Builder::new()
-            .name("silkgate-log".into())
-            .spawn(move || {
-                run(q, file, end, s, dispatch);
-                drop(lock);
-            })
-            .map_err(|source| LogError::Io { path: shared.dir.clone(), source })?;
-        Ok(LogHandle { feed: Arc::new(Feed(queue)), shared, writer: Arc::new(Mutex::new(Some(thread))) })
-    }
-
-    /// Stops the log: refuses new entries, lets the writer finish every group already
-    /// queued, waits for its thread, and stores the final checkpoint. Called once the
-    /// server has drained; later appends get [`LogError::Stopped`]. Idempotent.
-    pub fn close(&self) -> Result<(), LogError> {
-        self.feed.0.close();
-        let thread = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = thread
-            && t.join().is_err()
-        {
-            return Err(LogError::Poisoned);
-        }
-        if self.shared.poisoned.load(Ordering::Acquire) {
-            return Err(LogError::Poisoned);
-        }
-        latest(&self.shared).map(|_| ())
-    }
-
-    /// Counts one call as being served until the guard is dropped (taken by the service
-    /// for each Evaluate and EvaluateBatch). The writer reads the count to tell a busy
-    /// node, where waiting for a fuller group pays, from a quiet one; see
-    /// [`Writer::gather`].
-    pub fn serving(&self) -> Serving {
-        self.shared.serving.fetch_add(1, Ordering::Relaxed);
-        Serving(self.shared.clone())
-    }
-
-    /// Appends entries as one group and returns the index of the first, once they are
-    /// on disk.
-    pub async fn append(&self, entries: Vec<Entry>) -> Result<u64, LogError> {
-        if self.shared.poisoned.load(Ordering::Acquire) {
-            return Err(LogError::Poisoned);
-        }
-        if let Some(e) = entries.iter().find(|e| e.data.len() > super::MAX_ENTRY_BYTES) {
-            return Err(LogError::TooLarge(e.data.len()));
-        }
-        let (reply, rx) = oneshot::channel();
-        {
-            let queue = &self.feed.0;
-            let mut q = queue.lock();
-            if q.closed {
-                return Err(if self.shared.poisoned.load(Ordering::Acquire) {
-                    LogError::Poisoned
-                } else {
-                    LogError::Stopped
-                });
-            }
-            q.entries += entries.len();
-            q.jobs.push(Job { entries, reply });
-            // Wake the writer only when it asked for it: at the first job when idle; while
-            // it gathers a group, once every call being served has joined (no one else is
-            // coming) or the group is full. Other jobs cost no wake-up.
-            let wake = match q.wake {
-                Wake::No => false,
-                Wake::FirstJob => true,
-                Wake::Gathered => {
-                    q.jobs.len() >= self.shared.serving.load(Ordering::Relaxed) || q.entries >= GATHER_ENOUGH
-                }
-            };
-            if wake {
-                q.wake = Wake::No;
-                queue.ready.notify_one();
-            }
-        }
-        rx.await.map_err(|_| LogError::Stopped)?
-    }
-
-    pub fn origin(&self) -> &str {
-        &self.shared.origin
-    }
-
-    pub fn is_healthy(&self) -> bool {
-        !self.shared.poisoned.load(Ordering::Acquire) && !self.feed.0.lock().closed
-    }
-
-    pub fn stats(&self) -> &Stats {
-        &self.shared.stats
-    }
-
-    /// Number of durable entries.
-    pub fn size(&self) -> u64 {
-        read_lock(&self.shared).tree.len()
-    }
-
-    /// The latest signed checkpoint, covering every durable entry; it is on disk.
-    pub fn checkpoint(&self) -> Result<(String, Checkpoint), LogError> {
-        latest(&self.shared)
-    }
-
-    /// The log index of a decision id.
-    pub fn index_of(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
-        let Ok(id) = uuid::Uuid::parse_str(decision_id) else { return Ok(None) };
-        let id = id.as_u128();
-        let candidates = read_lock(&self.shared).ids.candidates(id);
-        for i in candidates {
-            let data = self.read(i)?;
-            if decision_id_of(&data) == Some(id) {
-                return Ok(Some(i));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Reads entry `i`, which must be below the tree size. Entries are never rewritten,
-    /// so the file is read without holding the index lock.
-    fn read(&self, i: u64) -> Result<Vec<u8>, LogError> {
-        let base = read_lock(&self.shared).offsets.base(i);
-        let base = base.ok_or_else(|| LogError::OutOfRange(format!("index: {i} is past the end of the log")))?;
-        Store::read_entry(self.shared.reader.as_ref(), base, i)
-            .map_err(|source| LogError::Io { path: self.shared.dir.join("entries"), source })
-    }
-
-    /// Makes sure a stored checkpoint covers `size` entries before anything about them
-    /// leaves the node (a proof or entries let a client compute that size's root), so
-    /// the high-water mark is never below what a client could hold. Sizes past the log
-    /// are left to the caller's range checks.
-    fn stored(&self, size: u64) -> Result<(), LogError> {
-        let covered = {
-            let idx = read_lock(&self.shared);
-            size > idx.tree.len() || idx.checkpoint.as_ref().is_some_and(|c| c.1.size >= size)
-        };
-        if !covered {
-            latest(&self.shared)?;
-        }
-        Ok(())
-    }
-
-    /// An inclusion proof of entry `index` in the tree of `size` entries (0: the latest
-    /// checkpoint), with the entry data and, for size 0, that checkpoint.
-    pub fn inclusion(&self, index: u64, size: u64) -> Result<Inclusion, LogError> {
-        let cp = if size == 0 { Some(latest(&self.shared)?) } else { self.stored(size).map(|()| None)? };
-        let size = cp.as_ref().map_or(size, |c| c.1.size);
-        if index >= size {
-            return Err(LogError::OutOfRange(format!("index: {index} is not below tree size {size}")));
-        }
-        let proof = {
-            let idx = read_lock(&self.shared);
-            if size > idx.tree.len() {
-                return Err(LogError::Invalid(format!("tree size {size} is larger than the log ({})", idx.tree.len())));
-            }
-            idx.tree.inclusion_proof(index, size).map_err(|e| proof_error(&self.shared, e))?
-        };
-        let entry = self.read(index)?;
-        Ok(Inclusion { size, proof, entry, checkpoint: cp })
-    }
-
-    /// A consistency proof from `size1` to `size2` (0: the latest checkpoint).
-    pub fn consistency(&self, size1: u64, size2: u64) -> Result<(u64, Vec<Hash>), LogError> {
-        let size2 = if size2 == 0 { latest(&self.shared)?.1.size } else { size2 };
-        self.stored(size2)?;
-        let idx = read_lock(&self.shared);
-        if size1 > size2 || size2 > idx.tree.len() {
-            return Err(LogError::Invalid(format!(
-                "sizes must satisfy size1 <= size2 <= log size ({}), got {size1} and {size2}",
-                idx.tree.len()
-            )));
-        }
-        let proof = idx.tree.consistency_proof(size1, size2).map_err(|e| proof_error(&self.shared, e))?;
-        Ok((size2, proof))
-    }
-
-    /// Up to `count` entries from `start`.
-    pub fn entries(&self, start: u64, count: u64) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
-        let (end, base) = {
-            let idx = read_lock(&self.shared);
-            (start.saturating_add(count).min(idx.tree.len()), idx.offsets.base(start))
-        };
-        let Some(mut at) = base else { return Ok(Vec::new()) };
-        self.stored(end)?;
-        let path = || self.shared.dir.join("entries");
-        let mut out = Vec::new();
-        let file = self.shared.reader.as_ref();
-        let mut len = [0u8; 4];
-        // Follow the length prefixes from the nearest kept offset: entries are contiguous.
-        for i in at.0..end {
-            file.read_at(&mut len, at.1).map_err(|source| LogError::Io { path: path(), source })?;
-            let n = u32::from_be_bytes(len) as u64;
-            if i >= start {
-                let mut data = vec![0u8; n as usize];
-                file.read_at(&mut data, at.1 + 4).map_err(|source| LogError::Io { path: path(), source })?;
-                out.push((i, data));
-            }
-            at = (i + 1, at.1 + RECORD_OVERHEAD as u64 + n);
-        }
-        Ok(out)
-    }
-}
-
-/// The checkpoint over every durable entry, signed and stored now if the latest one is
-/// older.
-///
-/// Checkpoints are signed when someone needs one (a checkpoint or proof request, the
-/// writer's [`GroupCommit::checkpoint_interval`], shutdown), not per group commit: a
-/// signature per commit cost more than the commit's own work. Whatever it covers is on
-/// disk (the tree holds only synced entries), and the checkpoint itself is on disk,
-/// appended to the history and written to the `checkpoint` file with their syncs,
-/// before anyone gets it: it is the high-water mark recovery never goes below. A
-/// checkpoint that cannot be stored is not given out, and the log stops taking entries
-/// (a full or failing disk), so no decision is answered that a later checkpoint could
-/// not cover.
-fn latest(shared: &Shared) -> Result<(String, Checkpoint), LogError> {
-    let current = |idx: &Index| idx.checkpoint.clone().filter(|c| c.1.size == idx.tree.len());
-    if let Some(cp) = current(&read_lock(shared)) {
-        return Ok(cp);
-    }
-    let mut history = shared.history.lock().unwrap_or_else(|e| e.into_inner());
-    // Signing happens outside the index lock, so the writer is never kept waiting.
-    let cp = {
-        let idx = read_lock(shared);
-        if let Some(cp) = current(&idx) {
-            return Ok(cp);
-        }
-        let root = idx.tree.root_at(idx.tree.len()).map_err(|e| proof_error(shared, e))?;
-        Checkpoint { origin: shared.origin.clone(), size: idx.tree.len(), root, extensions: Vec::new() }
-    };
-    if shared.poisoned.load(Ordering::Acquire) {
-        return Err(LogError::Poisoned);
-    }
-    let note = cp.sign(shared.signer.signing_key());
-    if let Err(e) = store_checkpoint(shared, &mut history, &note) {
-        tracing::error!(error = %e, "could not store a checkpoint; refusing further decisions");
-        shared.poisoned.store(true, Ordering::Release);
-        return Err(e);
-    }
-    let mut idx = shared.index.write().unwrap_or_else(|e| e.into_inner());
-    if idx.checkpoint.as_ref().is_none_or(|c| c.1.size < cp.size) {
-        idx.checkpoint = Some((note.clone(), cp.clone()));
-    }
-    Ok((note, cp))
-}
-
-/// A proof or root the tree could not give: a node file failing is an I/O error; the
-/// rest are the caller's bad arguments.
-fn proof_error(shared: &Shared, e: ProofError) -> LogError {
-    match e {
-        ProofError::Storage(e) => super::store::nodes_error(&shared.dir, e),
-        e => LogError::Invalid(e.to_string()),
-    }
-}
-
-/// Appends `note` to the history and syncs it, then replaces the `checkpoint` file.
-fn store_checkpoint(shared: &Shared, history: &mut History, note: &str) -> Result<(), LogError> {
-    let hpath = || shared.dir.join("checkpoints");
-    let mut rec = (note.len() as u32).to_be_bytes().to_vec();
-    rec.extend_from_slice(note.as_bytes());
-    history.file.write_at(&rec, history.len).map_err(|source| LogError::Io { path: hpath(), source })?;
-    history.file.sync_data().map_err(|source| LogError::Io { path: hpath(), source })?;
-    history.len += rec.len() as u64;
-    let path = shared.dir.join("checkpoint");
-    storage::replace(shared.fs.as_ref(), &path, note.as_bytes()).map_err(|source| LogError::Io { path, source })
-}
 
 /// The writer thread's state.
 struct Writer {
@@ -526,11 +40,17 @@ struct Writer {
     buf: Vec<u8>,
     /// When the writer last made sure a checkpoint covers the log.
     last_checkpoint: Instant,
-    /// See [`dispatcher`].
+    /// See [`dispatch::dispatcher`].
     dispatch: Option<Dispatch>,
 }
 
-fn run(queue: Arc<Queue>, file: Arc<dyn LogFile>, end: u64, shared: Arc<Shared>, dispatch: Option<Dispatch>) {
+pub(super) fn run(
+    queue: Arc<Queue>,
+    file: Arc<dyn LogFile>,
+    end: u64,
+    shared: Arc<Shared>,
+    dispatch: Option<Dispatch>,
+) {
     let allocated = file.len().unwrap_or(end);
     // However the writer ends, even by a panic, no call waits for it: the queue closes
     // and what is queued is refused.
@@ -565,10 +85,10 @@ impl Writer {
         self.checkpoint();
     }
 
-    /// Makes sure a stored checkpoint covers every entry (see [`latest`]).
+    /// Makes sure a stored checkpoint covers every entry (see [`checkpoints::latest`]).
     fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
-        if let Err(e) = latest(&self.shared) {
+        if let Err(e) = checkpoints::latest(&self.shared) {
             tracing::warn!(error = %e, "could not sign and store a checkpoint");
         }
     }
@@ -656,21 +176,6 @@ impl Writer {
         self.file.sync_all()?;
         self.allocated = target;
         Ok(())
-    }
-
-    /// Answers a committed group's calls: through the runtime's task when it runs, from
-    /// this thread when it does not (no runtime, or it has shut down).
-    fn answer(&self, answers: Vec<(Reply, u64)>) {
-        let answers = match &self.dispatch {
-            Some(d) => match d.send(answers) {
-                Ok(()) => return,
-                Err(e) => e.0,
-            },
-            None => answers,
-        };
-        for (reply, first) in answers {
-            let _ = reply.send(Ok(first));
-        }
     }
 
     /// Stops the log for good: marks it poisoned, refuses what is queued and `jobs`.
@@ -777,7 +282,10 @@ impl Writer {
             tracing::error!(error = %e, "decision log tree files failed; refusing further decisions");
             return self.refuse(jobs);
         }
-        self.answer(jobs.into_iter().zip(firsts).map(|(j, first)| (j.reply, first)).collect());
+        dispatch::answer(
+            self.dispatch.as_ref(),
+            jobs.into_iter().zip(firsts).map(|(j, first)| (j.reply, first)).collect(),
+        );
         true
     }
 }
@@ -785,8 +293,10 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::SigningKey;
+    use silkgate_core::decision::Signer;
 
     use super::*;
+    use crate::log::{Entry, LogHandle, Serving, Store};
 
     fn start(dir: &std::path::Path, commit: GroupCommit) -> LogHandle {
         let signer = Arc::new(Signer::new(SigningKey::from_bytes(&[3; 32])));

@@ -4,8 +4,8 @@
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use silkgate::merkle;
 use silkgate::proto;
+use silkgate_core::merkle;
 
 /// One record of `entries`, decoded.
 pub struct Record {

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use silkgate::policy::{Effect, Outcome, Policy, PolicySet, Verdict};
-use silkgate::request::Request;
-use silkgate::request::file::RequestFile;
-use silkgate::time::Day;
+use silkgate_core::policy::{Effect, Outcome, Policy, PolicySet, Verdict};
+use silkgate_core::request::Request;
+use silkgate_core::request::file::RequestFile;
+use silkgate_core::time::Day;
 
 /// Cases per property: `SILKGATE_FUZZ_CASES`, else a budget that keeps every target
 /// together well under a minute in a debug build.

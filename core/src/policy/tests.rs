@@ -209,7 +209,9 @@ fn policy_text(rules: &str) -> String {
 }
 
 /// Runs `f` on a thread with a 256 KiB stack: a recursion the depth limit fails to bound
-/// overflows it and aborts the test instead of passing.
+/// overflows it and aborts the test instead of passing. (A test may start a thread; the
+/// core's code may not: see `core/clippy.toml`.)
+#[allow(clippy::disallowed_types)]
 fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::Builder::new().stack_size(256 << 10).spawn(f).unwrap().join().unwrap()
 }

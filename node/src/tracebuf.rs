@@ -1,5 +1,6 @@
-//! A buffered log writer for `tracing`: lines are copied into a shared buffer under a
-//! lock and written to stderr in large writes, at most 100 ms after they were logged.
+//! A buffered writer for `tracing` output (the node's events, not the decision log):
+//! lines are copied into a shared buffer under a lock and written to stderr in large
+//! writes, at most 100 ms after the event.
 //!
 //! Measured before this existed: handing each line to a writer thread (tracing-appender)
 //! cost about 18 us of CPU per decision on a 2-core machine, mostly in waking that
@@ -15,12 +16,12 @@ use std::time::Duration;
 const CAPACITY: usize = 256 << 10;
 
 #[derive(Clone)]
-pub struct LogBuffer {
+pub struct TraceBuffer {
     inner: Arc<Mutex<Vec<u8>>>,
 }
 
 /// Writes out what is buffered when dropped.
-pub struct Guard(LogBuffer);
+pub struct Guard(TraceBuffer);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -28,10 +29,10 @@ impl Drop for Guard {
     }
 }
 
-impl LogBuffer {
+impl TraceBuffer {
     /// A buffer and its flusher thread (which lives as long as the process).
-    pub fn start() -> (LogBuffer, Guard) {
-        let buf = LogBuffer { inner: Arc::new(Mutex::new(Vec::with_capacity(CAPACITY))) };
+    pub fn start() -> (TraceBuffer, Guard) {
+        let buf = TraceBuffer { inner: Arc::new(Mutex::new(Vec::with_capacity(CAPACITY))) };
         let flusher = buf.clone();
         let _ = std::thread::Builder::new().name("silkgate-logflush".into()).spawn(move || {
             loop {
@@ -54,7 +55,7 @@ impl LogBuffer {
     }
 }
 
-impl Write for LogBuffer {
+impl Write for TraceBuffer {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let full = {
             let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,8 +73,8 @@ impl Write for LogBuffer {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for TraceBuffer {
+    type Writer = TraceBuffer;
 
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()

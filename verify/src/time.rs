@@ -61,16 +61,17 @@ impl fmt::Display for Day {
     }
 }
 
-/// A point in time as Unix seconds and nanoseconds, passed into the core by the shell.
+/// A wall-clock time as Unix seconds and nanoseconds (not `std::time::Instant`, which
+/// is monotonic and has no calendar), passed into the core by the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Instant {
+pub struct UnixTime {
     pub secs: i64,
     pub nanos: u32,
 }
 
-impl Instant {
+impl UnixTime {
     pub fn from_secs(secs: i64) -> Self {
-        Instant { secs, nanos: 0 }
+        UnixTime { secs, nanos: 0 }
     }
 
     pub fn day(self) -> Day {
@@ -81,10 +82,13 @@ impl Instant {
         prost_types::Timestamp { seconds: self.secs, nanos: self.nanos as i32 }
     }
 
-    /// Now, from the system clock (for the shell only).
+    /// Now, from the system clock: for shells and for verifiers that check expiry now.
+    /// The only clock read in the library crates; the core may not call it (see
+    /// `core/clippy.toml`).
+    #[allow(clippy::disallowed_methods)]
     pub fn now() -> Self {
         let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Instant { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
+        UnixTime { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
     }
 
     /// RFC 3339 text in UTC, e.g. `2026-11-28T12:00:00Z`.
@@ -108,6 +112,6 @@ mod tests {
         }
         assert_eq!(Day::parse("2024-02-29"), Some(Day::from_ymd(2024, 2, 29)));
         assert_eq!(Day::parse("2023-02-29"), None);
-        assert_eq!(Instant::from_secs(1_764_331_200).rfc3339(), "2025-11-28T12:00:00Z");
+        assert_eq!(UnixTime::from_secs(1_764_331_200).rfc3339(), "2025-11-28T12:00:00Z");
     }
 }

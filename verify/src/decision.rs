@@ -1,20 +1,28 @@
-//! The signed decision: the `Decision` payload, its DSSE v1 envelope, Ed25519.
+//! Checking a signed decision: the DSSE v1 envelope around a `Decision` payload, signed
+//! with Ed25519.
 //!
-//! This is the one module that defines signed bytes. The payload is the protobuf
-//! encoding of `Decision`, produced once by [`sign`] and never re-encoded; the
-//! signature covers `PAE(payload_type, payload)` as DSSE v1 defines it:
+//! The signature covers `PAE(payload_type, payload)` as DSSE v1 defines it:
 //! `"DSSEv1" SP len(type) SP type SP len(payload) SP payload`, lengths in ASCII decimal.
+//! The payload is the protobuf encoding of `Decision`, checked as signed and decoded,
+//! never re-encoded.
+//!
+//! ```
+//! use silkgate_verify::decision::{self, VerifyError};
+//! use silkgate_verify::proto::SignedDecision;
+//! # let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+//! let envelope = SignedDecision::default(); // as received from a node, or decoded from a log entry
+//! let refused = decision::verify(&envelope, &[key], None);
+//! assert!(matches!(refused, Err(VerifyError::PayloadType(_))));
+//! ```
 
-use std::fmt;
-
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::policy::{Effect, Outcome, Policy, Verdict};
 use crate::proto;
-use crate::time::Instant;
+use crate::time::UnixTime;
 
+/// The DSSE payload type of a decision.
 pub const PAYLOAD_TYPE: &str = "application/vnd.silkgate.decision.v1+protobuf";
 
 /// DSSE v1 pre-authentication encoding.
@@ -34,112 +42,6 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 /// Key id: lowercase hex SHA-256 of the raw 32-byte Ed25519 public key.
 pub fn key_id(key: &VerifyingKey) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// A signing key with its key id. Its `Debug` never shows key material.
-pub struct Signer {
-    key: SigningKey,
-    key_id: String,
-}
-
-impl Signer {
-    pub fn new(key: SigningKey) -> Self {
-        let key_id = key_id(&key.verifying_key());
-        Signer { key, key_id }
-    }
-
-    pub fn key_id(&self) -> &str {
-        &self.key_id
-    }
-
-    pub fn verifying_key(&self) -> VerifyingKey {
-        self.key.verifying_key()
-    }
-
-    pub fn signing_key(&self) -> &SigningKey {
-        &self.key
-    }
-
-    fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        self.key.sign(msg).to_bytes()
-    }
-}
-
-impl fmt::Debug for Signer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signer").field("key_id", &self.key_id).finish_non_exhaustive()
-    }
-}
-
-/// Everything a decision says besides the evaluation outcome.
-pub struct Context<'a> {
-    pub decision_id: String,
-    pub node_id: &'a str,
-    pub request_sha256: [u8; 32],
-    pub request_id: &'a str,
-    pub issued_at: Instant,
-    /// How long the decision stays valid evidence, in seconds.
-    pub validity_secs: i64,
-}
-
-pub fn effect_to_proto(e: Effect) -> proto::Effect {
-    match e {
-        Effect::Deny => proto::Effect::Deny,
-        Effect::Warn => proto::Effect::Warn,
-        Effect::Allow => proto::Effect::Allow,
-    }
-}
-
-/// Builds the `Decision` message for an outcome of `policy`.
-pub fn build(policy: &Policy, outcome: &Outcome, ctx: &Context<'_>, key_id: &str) -> proto::Decision {
-    let matched_rules = outcome
-        .matched
-        .iter()
-        .map(|&i| {
-            let r = &policy.rules[i as usize];
-            proto::MatchedRule {
-                id: r.id.clone(),
-                effect: effect_to_proto(r.effect) as i32,
-                message: r.message.clone(),
-                citation: r.citation.clone(),
-                url: r.url.clone(),
-            }
-        })
-        .collect();
-    let verdict = match outcome.verdict {
-        Verdict::Allow => proto::Verdict::Allow,
-        Verdict::Deny => proto::Verdict::Deny,
-    };
-    let not_after = Instant { secs: ctx.issued_at.secs.saturating_add(ctx.validity_secs), nanos: ctx.issued_at.nanos };
-    proto::Decision {
-        decision_id: ctx.decision_id.clone(),
-        verdict: verdict as i32,
-        jurisdiction: policy.jurisdiction.clone(),
-        matched_rules,
-        policy: Some(proto::PolicyRef {
-            id: policy.id.clone(),
-            version: policy.version.clone(),
-            sha256: policy.digest.to_vec(),
-        }),
-        request_sha256: ctx.request_sha256.to_vec(),
-        request_id: ctx.request_id.to_string(),
-        node_id: ctx.node_id.to_string(),
-        key_id: key_id.to_string(),
-        issued_at: Some(ctx.issued_at.to_timestamp()),
-        not_after: Some(not_after.to_timestamp()),
-        default_applied: outcome.default_applied,
-    }
-}
-
-/// Encodes `decision` once and signs it.
-pub fn sign(decision: &proto::Decision, signer: &Signer) -> proto::SignedDecision {
-    let payload = decision.encode_to_vec();
-    let sig = signer.sign(&pae(PAYLOAD_TYPE, &payload));
-    proto::SignedDecision {
-        payload,
-        payload_type: PAYLOAD_TYPE.to_string(),
-        signatures: vec![proto::Signature { sig: sig.to_vec(), keyid: signer.key_id.clone() }],
-    }
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -164,7 +66,7 @@ pub enum VerifyError {
 pub fn verify(
     env: &proto::SignedDecision,
     keys: &[VerifyingKey],
-    now: Option<Instant>,
+    now: Option<UnixTime>,
 ) -> Result<proto::Decision, VerifyError> {
     if env.payload_type != PAYLOAD_TYPE {
         return Err(VerifyError::PayloadType(env.payload_type.clone()));
@@ -192,7 +94,7 @@ pub fn verify(
     if let (Some(now), Some(na)) = (now, &d.not_after)
         && (now.secs, now.nanos as i32) > (na.seconds, na.nanos)
     {
-        return Err(VerifyError::Expired(Instant::from_secs(na.seconds).rfc3339()));
+        return Err(VerifyError::Expired(UnixTime::from_secs(na.seconds).rfc3339()));
     }
     Ok(d)
 }
@@ -232,7 +134,7 @@ pub fn from_dsse_json(text: &str) -> Result<proto::SignedDecision, String> {
 
 /// A decision as readable JSON (enum names, hex digests, RFC 3339 times).
 pub fn decision_json(d: &proto::Decision) -> serde_json::Value {
-    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| Instant::from_secs(t.seconds).rfc3339());
+    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| UnixTime::from_secs(t.seconds).rfc3339());
     let verdict = proto::Verdict::try_from(d.verdict).map(|v| v.as_str_name()).unwrap_or("UNKNOWN");
     serde_json::json!({
         "decision_id": d.decision_id,
@@ -257,7 +159,6 @@ pub fn decision_json(d: &proto::Decision) -> serde_json::Value {
         "default_applied": d.default_applied,
     })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,31 +168,5 @@ mod tests {
         // From the DSSE v1 protocol document.
         let got = pae("http://example.com/HelloWorld", b"hello world");
         assert_eq!(got, b"DSSEv1 29 http://example.com/HelloWorld 11 hello world");
-    }
-
-    #[test]
-    fn sign_then_verify_and_tamper() {
-        let signer = Signer::new(SigningKey::from_bytes(&[9; 32]));
-        let d = proto::Decision { decision_id: "d".into(), key_id: signer.key_id().into(), ..Default::default() };
-        let env = sign(&d, &signer);
-        let keys = [signer.verifying_key()];
-        assert_eq!(verify(&env, &keys, None).unwrap(), d);
-        for i in 0..env.payload.len() {
-            let mut bad = env.clone();
-            bad.payload[i] ^= 1;
-            assert!(verify(&bad, &keys, None).is_err(), "byte {i}");
-        }
-        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
-        assert!(matches!(verify(&env, &[other], None), Err(VerifyError::UnknownKey(_))));
-        let mut bad = env.clone();
-        bad.payload_type.push('x');
-        assert!(matches!(verify(&bad, &keys, None), Err(VerifyError::PayloadType(_))));
-    }
-
-    #[test]
-    fn debug_hides_the_key() {
-        let signer = Signer::new(SigningKey::from_bytes(&[9; 32]));
-        let shown = format!("{signer:?}");
-        assert!(shown.contains("key_id") && !shown.contains("09, 09"), "{shown}");
     }
 }

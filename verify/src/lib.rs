@@ -1,0 +1,38 @@
+//! Offline verification of the evidence a Silkgate node gives out.
+//!
+//! Everything an independent party (a portal, an auditor's tool, another node) needs
+//! to check a node's evidence without trusting it, with no network, async runtime or
+//! file access of its own:
+//!
+//! - [`decision`]: a signed decision (DSSE v1 envelope, Ed25519, key ids);
+//! - [`checkpoint`]: the log's signed checkpoints (C2SP signed notes), verifier keys;
+//! - [`merkle`]: RFC 6962 leaf and node hashes, inclusion and consistency proofs, and a
+//!   tree that recomputes a log's root from its entries;
+//! - [`bundle`]: evidence bundles, a decision with its inclusion proof and checkpoint;
+//! - [`proto`]: the API's protobuf messages, generated from `proto/silkgate/v1`;
+//! - [`time`]: civil days and Unix times, as decisions and policies use them.
+//!
+//! The formats are specified in the project README's "Formats for verifiers"; this
+//! crate is the reference implementation the node itself uses.
+//!
+//! ```
+//! use silkgate_verify::{checkpoint::Checkpoint, merkle};
+//! # use ed25519_dalek::SigningKey;
+//! # let key = SigningKey::from_bytes(&[2; 32]);
+//! # let leaves = [b"a".as_slice(), b"b", b"c"];
+//! # let tree: merkle::Tree = leaves.iter().map(|l| merkle::leaf_hash(l)).collect();
+//! # let note = Checkpoint { origin: "example.com/log".into(), size: 3, root: tree.root(), extensions: vec![] }.sign(&key);
+//! # let proof = tree.inclusion_proof(1, 3).unwrap();
+//! // A checkpoint note from the log, the node's public key, a proof from GetInclusionProof:
+//! let checkpoint = Checkpoint::open(&note, "example.com/log", &key.verifying_key()).unwrap();
+//! merkle::verify_inclusion(&merkle::leaf_hash(b"b"), 1, checkpoint.size, &proof, &checkpoint.root).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod checkpoint;
+pub mod decision;
+pub mod merkle;
+pub mod proto;
+pub mod time;
