@@ -8,6 +8,7 @@ proto/ (with the `protobuf` runtime); `--node` also needs grpcio.
     verify_decision.py --public-key KEY --bundle evidence.json
     verify_decision.py --public-key KEY --decision decision.pb --proof proof.pb
     verify_decision.py --public-key KEY --decision decision.pb --node 127.0.0.1:50051
+    verify_decision.py --public-key KEY --decision decision.pb --proof proof.pb --request request.pb
 
 KEY is the node's raw Ed25519 public key in hex (64 digits) or its verifier key string
 (`NodeInfo.log_verifier_key`, `silkgate key show`), which also names the log's origin.
@@ -129,6 +130,12 @@ def check_expiry(decision: pb.Decision, at: datetime.datetime) -> None:
     at_ts.FromDatetime(at)
     if (at_ts.seconds, at_ts.nanos) > (t.seconds, t.nanos):
         raise Invalid(f"the decision expired at {t.ToJsonString()} (checked at {at_ts.ToJsonString()})")
+
+
+def check_request(decision: pb.Decision, request: bytes) -> None:
+    """5. request_sha256 is over the DeploymentRequest bytes as the node received them."""
+    if hashlib.sha256(request).digest() != decision.request_sha256:
+        raise Invalid("request_sha256 is not the SHA-256 of the request bytes given")
 
 
 # The decision log (RFC 6962 / 9162) --------------------------------------------------
@@ -322,6 +329,9 @@ def run(args) -> list:
         at = parse_time(args.valid_at)
         check_expiry(decision, at)
         report.append(f"current at {at.isoformat()} (not after {decision.not_after.ToJsonString()})")
+    if args.request:
+        check_request(decision, read_bytes(args.request))
+        report.append("the request sent is the one decided (request_sha256 matches)")
 
     # The inclusion proof and the checkpoint it is checked against.
     if evidence is None:
@@ -350,6 +360,7 @@ def main(argv=None) -> int:
     src.add_argument("--bundle", help="evidence bundle JSON written by `silkgate log prove`")
     src.add_argument("--proof", help="file of InclusionProof protobuf bytes (GetInclusionProof, tree_size 0)")
     src.add_argument("--node", metavar="HOST:PORT", help="ask this node for the proof (needs grpcio and --decision)")
+    p.add_argument("--request", help="file of the DeploymentRequest bytes sent: checks request_sha256")
     p.add_argument("--checkpoint", help="checkpoint note file, for a proof asked at a fixed tree size")
     p.add_argument("--valid-at", metavar="TIME", help="also reject the decision after not_after: `now` or RFC 3339")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the node (default 10)")

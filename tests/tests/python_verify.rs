@@ -84,10 +84,15 @@ struct Verifier {
 }
 
 impl Verifier {
-    /// Runs the script off the runtime's thread, so the node keeps answering.
+    /// Runs `verify_decision.py`.
     async fn run(&self, args: &[&str]) -> Output {
+        self.script("verify_decision.py", args).await
+    }
+
+    /// Runs a script of `docs/python/` off the runtime's thread, so the node keeps answering.
+    async fn script(&self, name: &str, args: &[&str]) -> Output {
         let mut cmd = Command::new(&self.python);
-        cmd.arg(repo().join("docs/python/verify_decision.py"))
+        cmd.arg(repo().join("docs/python").join(name))
             .args(args)
             .env("PYTHONPATH", &self.modules)
             .env_remove("PYTHONHOME")
@@ -199,6 +204,33 @@ async fn the_python_guide_verifies_decisions_and_proofs() {
     )
     .await;
 
+    // The guide's portal side: a Python client keeps the request, decision and proof.
+    let evidence = dir.join("evidence");
+    fs::create_dir(&evidence).unwrap();
+    let out = py.script("get_evidence.py", &[&addr, "XX", evidence.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(got.starts_with("decision ") && got.contains(": entry 5 of 6"), "{got}");
+    let ev = |name: &str| evidence.join(name).to_str().unwrap().to_owned();
+    let (ev_decision, ev_proof, ev_request) = (ev("decision.pb"), ev("proof.pb"), ev("request.pb"));
+    py.valid(
+        &["--public-key", &vkey, "--decision", &ev_decision, "--proof", &ev_proof, "--request", &ev_request],
+        &[
+            "(VERDICT_ALLOW, XX) for request portal-example-1",
+            "request_sha256 matches",
+            "valid: entry 5 of log silkgate/test-node/1 at size 6",
+        ],
+    )
+    .await;
+    let mut sent = fs::read(&ev_request).unwrap();
+    sent[3] ^= 0x01; // not the bytes the node hashed
+    let other_request = file("request.pb", &sent);
+    py.invalid(
+        &["--public-key", &vkey, "--decision", &ev_decision, "--proof", &ev_proof, "--request", &other_request],
+        "request_sha256",
+    )
+    .await;
+
     // A flipped payload byte, in the decision held and in the bundle's entry.
     let mut env = answers[2].decision.clone().unwrap();
     env.payload[10] ^= 0x01;
@@ -264,4 +296,23 @@ async fn the_python_guide_verifies_decisions_and_proofs() {
         .await;
 
     node.stop().await;
+}
+
+/// Every paragraph of every `python` block of the guide is code from its scripts, so the
+/// guide shows what the test above runs.
+#[test]
+fn the_guide_quotes_the_scripts() {
+    let guide = fs::read_to_string(repo().join("docs/verify-python.md")).unwrap();
+    let scripts = ["verify_decision.py", "get_evidence.py"]
+        .map(|s| fs::read_to_string(repo().join("docs/python").join(s)).unwrap())
+        .concat();
+    let mut blocks = 0;
+    for block in guide.split("```python\n").skip(1) {
+        let code = block.split_once("```").expect("a python block is closed").0;
+        for paragraph in code.trim_end_matches('\n').split("\n\n") {
+            assert!(scripts.contains(paragraph), "not in docs/python/*.py:\n{paragraph}");
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 8, "{blocks} python blocks");
 }
