@@ -245,7 +245,7 @@ async fn the_python_guide_verifies_decisions_and_proofs() {
     py.invalid(&["--public-key", &hex::encode(other.as_bytes()), "--bundle", &bundle_file], "no signature by key")
         .await;
     let node_key = ed25519_dalek::VerifyingKey::try_from(info.keys[0].public_key.as_slice()).unwrap();
-    let elsewhere = silkgate::checkpoint::vkey("silkgate/other-node/1", &node_key);
+    let elsewhere = silkgate_core::checkpoint::vkey("silkgate/other-node/1", &node_key);
     py.invalid(&["--public-key", &elsewhere, "--bundle", &bundle_file], "checkpoint: origin").await;
 
     // A wrong proof hash.
