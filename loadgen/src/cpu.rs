@@ -1,6 +1,6 @@
-//! CPU time from `/proc`: of another process (the target server), of this process's
-//! threads with a given name (the in-process reference server, the load client), or of
-//! the whole host (to see how much other processes took during a measurement).
+//! CPU time from `/proc`: of a process (the target server, a baseline server, the load
+//! client itself), or of the whole host (to see how much other processes took during a
+//! measurement).
 //!
 //! `utime + stime` (fields 14 and 15 of `stat`) are in clock ticks; the tick rate is read
 //! with `sysconf(_SC_CLK_TCK)` (100 on Linux in practice, so a 10 s window at full load
@@ -11,17 +11,12 @@ use std::time::Instant;
 
 /// Thread name of the load client's runtime workers (at most 15 bytes: Linux truncates).
 pub const CLIENT_THREADS: &str = "sg-load";
-/// Thread name of the reference server's runtime workers, whose CPU time is the
-/// reference server's.
-pub const REFERENCE_THREADS: &str = "sg-ref";
 
 /// Whose CPU time to read.
 #[derive(Clone, Copy, Debug)]
 pub enum Source {
     /// A whole process, every thread it ever ran included.
     Process(u32),
-    /// The live threads of this process with this exact name.
-    Threads(&'static str),
     /// Every CPU of the host: busy time (user, nice, system, irq, softirq, steal).
     Host,
 }
@@ -67,19 +62,6 @@ impl Source {
         let at = Instant::now();
         let ticks = match self {
             Source::Process(pid) => ticks_of(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?.1,
-            Source::Threads(name) => {
-                let mut total = 0;
-                for entry in fs::read_dir("/proc/self/task").ok()?.flatten() {
-                    // A thread may exit between listing and reading: skip it.
-                    let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
-                    if let Some((comm, ticks)) = ticks_of(&stat)
-                        && comm == name
-                    {
-                        total += ticks;
-                    }
-                }
-                total
-            }
             Source::Host => host_busy_ticks(&fs::read_to_string("/proc/stat").ok()?)?,
         };
         Some(Sample { at, ticks })
@@ -133,10 +115,9 @@ mod tests {
     }
 
     #[test]
-    fn samples_this_process_and_its_threads() {
+    fn samples_this_process() {
         let me = Source::Process(std::process::id()).sample().expect("own stat");
         let later = Source::Process(std::process::id()).sample().expect("own stat");
         assert!(later.ticks >= me.ticks);
-        assert_eq!(Source::Threads("no-such-thread").sample().map(|s| s.ticks), Some(0));
     }
 }

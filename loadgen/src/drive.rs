@@ -124,8 +124,8 @@ pub async fn run(load: &Load, channels: &[Channel], pool: &[EvaluateRequest], se
     let window = Window { from: start + load.warmup, until: start + load.warmup + load.duration };
 
     let sampler = tokio::spawn(async move {
-        // The client is this whole process (its runtime's workers, but also the thread
-        // blocked in `block_on`, which drives I/O too), less an in-process server.
+        // The client is this whole process: its runtime's workers, but also the thread
+        // blocked in `block_on`, which drives I/O too.
         let me = cpu::Source::Process(std::process::id());
         let sources = [server, Some(me), Some(cpu::Source::Host)];
         tokio::time::sleep_until(window.from).await;
@@ -133,11 +133,7 @@ pub async fn run(load: &Load, channels: &[Channel], pool: &[EvaluateRequest], se
         tokio::time::sleep_until(window.until).await;
         let last = sources.map(|s| s.and_then(cpu::Source::sample));
         let usage = |i: usize| Some(Usage::between(first[i]?, last[i]?));
-        let (server_use, mut client_use) = (usage(0), usage(1));
-        if let (Some(cpu::Source::Threads(_)), Some(s), Some(c)) = (server, server_use, client_use.as_mut()) {
-            c.cpu_secs = (c.cpu_secs - s.cpu_secs).max(0.0);
-        }
-        [server_use, client_use, usage(2)]
+        [usage(0), usage(1), usage(2)]
     });
 
     let stride = (pool.len() / load.in_flight).max(1);

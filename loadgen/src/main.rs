@@ -1,12 +1,14 @@
 //! `silkgate-loadgen`: drives a silkgate node's `Compliance` API and reports throughput,
-//! latency, errors and server CPU per request; optionally the same load against a bare
-//! tonic reference server that signs one Ed25519 signature per decision, in alternating
-//! rounds (`--rounds`) so that both see the same drift of the machine's speed.
+//! latency, errors and server CPU per request; optionally (`--reference`) the same load
+//! against two baselines with the node's own transport tuning, each in its own process:
+//! bare tonic plus one Ed25519 signature per decision (the fair reference), and bare
+//! tonic alone. They run in alternating rounds (`--rounds`) so that all three see the
+//! same drift of the machine's speed.
 //!
 //! # Layout
 //! - [`pool`]: the realistic mix of deployment requests sent;
 //! - [`drive`]: the load itself: connections, in-flight requests, the measured window;
-//! - [`reference`]: the reference server (bare tonic plus one signature per decision);
+//! - [`reference`]: starts and stops the baseline servers (`src/bin/silkgate-reference.rs`);
 //! - [`cpu`]: CPU time read from `/proc`, for a process or for named threads;
 //! - [`report`]: the text and JSON output.
 
@@ -27,6 +29,7 @@ use silkgate::proto::{EvaluateRequest, NodeInfoRequest, NodeInfoResponse};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::drive::{Load, Mode};
+use crate::reference::Kind;
 use crate::report::Header;
 
 /// Load generator for silkgate's `Compliance` gRPC API (loopback targets only).
@@ -66,17 +69,19 @@ struct Args {
     /// Pid of the target server: reports its CPU time per request over the measured window.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Also run the same load against an in-process reference server and compare.
+    /// Also run the same load against two baselines, each in its own process with the
+    /// node's allocator, runtime and connection tuning: tonic plus one Ed25519 signature
+    /// per decision (`signed`, the fair reference) and tonic alone (`bare`); compare.
     #[arg(long)]
     reference: bool,
-    /// With --reference: alternate target and reference this many times, each time for
-    /// DURATION/ROUNDS seconds after its own warmup, and report the totals. Both then see
+    /// With --reference: alternate target, signed and bare this many times, each time for
+    /// DURATION/ROUNDS seconds after its own warmup, and report the totals. All then see
     /// the same drift in the machine's speed, which on a shared VM moves figures by 10%
     /// from one minute to the next.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     rounds: u64,
-    /// Worker threads of the reference server's runtime (the real server's default runtime
-    /// has one per core).
+    /// Worker threads of each baseline server's runtime (the node's runtime has one per
+    /// core).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     reference_threads: u32,
     /// Worker threads of the load client's runtime.
@@ -153,35 +158,67 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let server = reference::start(args.reference_threads as usize, payload.mean, info).await?;
-    let url = format!("http://{}", server.addr);
-    let ref_channels = connect_all(&url, load.connections, timeout).await?;
-    let ref_cpu = Some(cpu::Source::Threads(cpu::REFERENCE_THREADS));
-    let round_load = Load { duration: load.duration / args.rounds as u32, ..load.clone() };
-    let mut totals: Option<(drive::Outcome, drive::Outcome)> = None;
-    for round in 1..=args.rounds {
-        let t = drive::run(&round_load, &channels, &pool, server_cpu).await;
-        let r = drive::run(&round_load, &ref_channels, &pool, ref_cpu).await;
-        if args.rounds > 1 {
-            report::print_round(round, &t, &r, args.json);
-        }
-        totals = Some(match totals {
-            None => (t, r),
-            Some((mut ta, mut ra)) => {
-                ta.merge(t);
-                ra.merge(r);
-                (ta, ra)
-            }
-        });
+    // Each baseline in a process of its own, started once; idle while the others run.
+    let mut servers = Vec::new();
+    for kind in [Kind::Signed, Kind::Bare] {
+        let server = reference::start(kind, args.reference_threads as usize, payload.mean).await?;
+        let url = format!("http://{}", server.addr);
+        let channels = connect_all(&url, load.connections, timeout).await?;
+        servers.push((server, url, channels));
     }
-    drop(ref_channels);
-    server.stop();
-    let (target, reference) = totals.expect("at least one round");
+    let round_load = Load { duration: load.duration / args.rounds as u32, ..load.clone() };
+    let mut totals: [Option<drive::Outcome>; 3] = [None, None, None];
+    for round in 1..=args.rounds {
+        let mut outcomes: [Option<drive::Outcome>; 3] = [None, None, None];
+        for which in round_order(round) {
+            let outcome = match which {
+                0 => drive::run(&round_load, &channels, &pool, server_cpu).await,
+                _ => {
+                    let (server, _, ref_channels) = &servers[which - 1];
+                    drive::run(&round_load, ref_channels, &pool, Some(cpu::Source::Process(server.pid))).await
+                }
+            };
+            outcomes[which] = Some(outcome);
+        }
+        let [Some(t), Some(r), Some(b)] = outcomes else { unreachable!("every server ran in the round") };
+        if args.rounds > 1 {
+            report::print_round(round, &t, &r, &b, args.json);
+        }
+        for (total, o) in totals.iter_mut().zip([t, r, b]) {
+            match total {
+                None => *total = Some(o),
+                Some(sum) => sum.merge(o),
+            }
+        }
+    }
+    let [Some(target), Some(signed), Some(bare)] = totals else { unreachable!("at least one round") };
     report::print_run("target", &args.target, &whose, &load, &header, &target, args.json);
-    let whose = format!("in-process threads `{}`", cpu::REFERENCE_THREADS);
-    report::print_run("reference", &url, &whose, &load, &header, &reference, args.json);
-    report::print_comparison(&target, &reference, args.json);
+    for ((server, url, channels), outcome) in servers.into_iter().zip([&signed, &bare]) {
+        drop(channels);
+        let whose = format!("pid {}, silkgate-reference --kind {}", server.pid, server.kind.as_str());
+        report::print_run(
+            &format!("reference {}", server.kind.as_str()),
+            &url,
+            &whose,
+            &load,
+            &header,
+            outcome,
+            args.json,
+        );
+        server.stop().await;
+    }
+    report::print_comparison(("target", &target), ("signed", &signed), args.json);
+    report::print_comparison(("target", &target), ("bare", &bare), args.json);
+    report::print_comparison(("signed", &signed), ("bare", &bare), args.json);
     Ok(())
+}
+
+/// The order in which round `round` (from 1) runs the target (0), signed (1) and bare
+/// (2): each round starts one further along, so that none is always the first after the
+/// others' load, or always the last.
+fn round_order(round: u64) -> [usize; 3] {
+    let first = ((round - 1) % 3) as usize;
+    [first, (first + 1) % 3, (first + 2) % 3]
 }
 
 /// Refuses anything but a loopback target: this tool is for benchmarking one host.
@@ -279,4 +316,17 @@ async fn measure_payload(channel: &Channel, pool: &[EvaluateRequest]) -> anyhow:
         min: sizes.iter().copied().min().unwrap_or(0),
         max: sizes.iter().copied().max().unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_rotate_which_server_runs_first() {
+        assert_eq!(round_order(1), [0, 1, 2]);
+        assert_eq!(round_order(2), [1, 2, 0]);
+        assert_eq!(round_order(3), [2, 0, 1]);
+        assert_eq!(round_order(4), round_order(1));
+    }
 }

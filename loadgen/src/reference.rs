@@ -1,153 +1,100 @@
-//! The reference server: a bare tonic `Compliance` service that signs one Ed25519
-//! signature per decision and does nothing else.
+//! The baselines the target is compared with (`--reference`): `silkgate-reference`
+//! processes, started here and stopped when the run ends.
 //!
-//! It answers with responses of the real shape (a DSSE envelope around a payload as large
-//! as the target's real decisions, one signature, a key id), so the gap between it and the
-//! target is what silkgate adds on top of "gRPC plus one signature": request decoding and
-//! validation, policy evaluation, building the decision, the decision log, and tracing.
-//! It runs on its own multi-thread runtime (threads named [`cpu::REFERENCE_THREADS`]) so
-//! its CPU time can be read apart from the load client's.
+//! Each runs in a process of its own (the binary beside this one, see
+//! `src/bin/silkgate-reference.rs`) with the node's allocator, runtime and connection
+//! tuning, so neither shares the load client's allocator or runtime, and its CPU time
+//! is read from its own `/proc` entry as the target's is:
+//! - [`Kind::Signed`], the fair reference: bare tonic plus one Ed25519 signature per
+//!   answer, answers of the real shape and size;
+//! - [`Kind::Bare`]: the same answers without computing the signature: tonic alone.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
 
-use anyhow::Context as _;
-use ed25519_dalek::{Signer as _, SigningKey};
-use silkgate::proto::compliance_server::{Compliance, ComplianceServer};
-use silkgate::proto::{
-    BatchResult, EvaluateBatchRequest, EvaluateBatchResponse, EvaluateRequest, EvaluateResponse, NodeInfoRequest,
-    NodeInfoResponse, Signature, SignedDecision, batch_result,
-};
-use silkgate_core::decision::{PAYLOAD_TYPE, key_id, pae};
-use tokio::sync::oneshot;
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use anyhow::{Context as _, bail};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
 
-use crate::cpu;
+/// The binary, expected beside `silkgate-loadgen` (cargo builds both).
+const BINARY: &str = "silkgate-reference";
 
-/// A running reference server; [`Reference::stop`] ends it.
+/// Which baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One Ed25519 signature per answer: the fair reference.
+    Signed,
+    /// No signature computed: tonic alone.
+    Bare,
+}
+
+impl Kind {
+    /// The name in reports, and the `--kind` of the binary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Signed => "signed",
+            Kind::Bare => "bare",
+        }
+    }
+}
+
+/// A running baseline server; [`Reference::stop`] ends it, and so does dropping it.
 pub struct Reference {
+    pub kind: Kind,
     pub addr: SocketAddr,
-    runtime: tokio::runtime::Runtime,
-    stop: oneshot::Sender<()>,
+    pub pid: u32,
+    child: Child,
+}
+
+/// Starts a `kind` baseline on 127.0.0.1:0 with `threads` runtime workers, answering
+/// with payloads of `payload_len` bytes.
+pub async fn start(kind: Kind, threads: usize, payload_len: usize) -> anyhow::Result<Reference> {
+    let exe = binary()?;
+    let mut child = Command::new(&exe)
+        .args(["--kind", kind.as_str(), "--threads", &threads.to_string()])
+        .args(["--payload-bytes", &payload_len.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let pid = child.id().context("the reference server exited at once")?;
+    let stdout = child.stdout.take().context("reference server stdout")?;
+    let mut stdout = BufReader::new(stdout);
+    let mut first = String::new();
+    let read = stdout.read_line(&mut first);
+    match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e).context("reading the reference server's address"),
+        Err(_) => bail!("the {} reference server did not say its address within 10 s", kind.as_str()),
+    }
+    let Some(addr) = first.trim().strip_prefix("listening ") else {
+        bail!("the {} reference server did not start (it said `{}`)", kind.as_str(), first.trim());
+    };
+    let addr = addr.parse().with_context(|| format!("reference server address `{addr}`"))?;
+    Ok(Reference { kind, addr, pid, child })
 }
 
 impl Reference {
-    pub fn stop(self) {
-        let _ = self.stop.send(());
-        // Called from inside the client's runtime, where blocking on a drop is not allowed.
-        self.runtime.shutdown_background();
-    }
-}
-
-/// Starts the reference server on 127.0.0.1:0 with `threads` runtime workers, signing
-/// payloads of `payload_len` bytes. `info` is what its NodeInfo answers.
-pub async fn start(threads: usize, payload_len: usize, info: NodeInfoResponse) -> anyhow::Result<Reference> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name(cpu::REFERENCE_THREADS)
-        .enable_all()
-        .build()
-        .context("reference server runtime")?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("reference server: bind 127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-
-    // A fixed key: the reference only measures the cost of signing, its decisions are worthless.
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let service = Service {
-        key_id: key_id(&key.verifying_key()),
-        key,
-        template: (0..payload_len).map(|i| (i * 131 % 251) as u8).collect(),
-        counter: AtomicU64::new(0),
-        info,
-    };
-    let server = ComplianceServer::new(service).max_decoding_message_size(64 << 20);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (ready_tx, ready) = oneshot::channel();
-    runtime.spawn(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
-        let _ = ready_tx.send(Ok(()));
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        // Nagle off on accepted connections, as silkgate's server does: small answers must
-        // not wait for delayed ACKs.
-        let incoming = TcpListenerStream::new(listener).map(|s| {
-            let s = s?;
-            s.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(s)
-        });
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(server)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-        {
-            eprintln!("reference server: {e}");
-        }
-    });
-    ready.await.context("reference server did not start")?.context("reference server listener")?;
-    Ok(Reference { addr, runtime, stop })
-}
-
-struct Service {
-    key: SigningKey,
-    key_id: String,
-    /// Payload bytes as large as a real decision; each response stamps its own counter in.
-    template: Vec<u8>,
-    counter: AtomicU64,
-    info: NodeInfoResponse,
-}
-
-impl Service {
-    /// One signed response: a fresh payload, its PAE, one Ed25519 signature.
-    fn sign_one(&self) -> EvaluateResponse {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut payload = self.template.clone();
-        let stamp = n.to_le_bytes();
-        let len = payload.len().min(stamp.len());
-        payload[..len].copy_from_slice(&stamp[..len]);
-        let sig = self.key.sign(&pae(PAYLOAD_TYPE, &payload)).to_bytes();
-        EvaluateResponse {
-            decision: Some(SignedDecision {
-                payload,
-                payload_type: PAYLOAD_TYPE.to_string(),
-                signatures: vec![Signature { sig: sig.to_vec(), keyid: self.key_id.clone() }],
-            }),
-            log_index: n,
-            explanation: Vec::new(),
-            decision_id: String::new(),
+    /// Closes its standard input, which stops it, and waits; kills it after 5 s.
+    pub async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
         }
     }
 }
 
-#[tonic::async_trait]
-impl Compliance for Service {
-    async fn evaluate(&self, _request: Request<EvaluateRequest>) -> Result<Response<EvaluateResponse>, Status> {
-        Ok(Response::new(self.sign_one()))
+/// `silkgate-reference` beside the running executable.
+fn binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating silkgate-loadgen")?.with_file_name(BINARY);
+    if !exe.is_file() {
+        bail!(
+            "{}: not found; it is built with the load generator (`cargo build --release -p silkgate-loadgen`)",
+            exe.display()
+        );
     }
-
-    async fn evaluate_batch(
-        &self,
-        request: Request<EvaluateBatchRequest>,
-    ) -> Result<Response<EvaluateBatchResponse>, Status> {
-        let results = request
-            .into_inner()
-            .items
-            .iter()
-            .map(|_| BatchResult { result: Some(batch_result::Result::Ok(self.sign_one())) })
-            .collect();
-        Ok(Response::new(EvaluateBatchResponse { results }))
-    }
-
-    async fn node_info(&self, _request: Request<NodeInfoRequest>) -> Result<Response<NodeInfoResponse>, Status> {
-        Ok(Response::new(self.info.clone()))
-    }
+    Ok(exe)
 }

@@ -2,7 +2,8 @@
 //!
 //! Text lines are `label` padded to 15 columns, then the figures; a run with any failed
 //! call or item says `ERRORS` in capitals. With `--json`, each run is one line holding
-//! the load's shape and every figure, and a last line compares target and reference.
+//! the load's shape and every figure, and with `--reference` the last three lines compare
+//! target, signed and bare two by two.
 
 use std::collections::BTreeMap;
 
@@ -52,7 +53,11 @@ pub fn print_header(h: &Header, load: &Load) {
     if let Some(threads) = h.reference_threads {
         line(
             "reference",
-            format!("bare tonic + 1 Ed25519 signature per decision over {} B, runtime {threads} threads", p.mean),
+            format!(
+                "signed: tonic + 1 Ed25519 signature per decision over {} B; bare: the same answers unsigned; \
+                 each its own process with the node's allocator, runtime and connections, {threads} threads",
+                p.mean
+            ),
         );
     }
 }
@@ -110,7 +115,7 @@ pub fn print_run(name: &str, url: &str, server: &str, load: &Load, h: &Header, o
         line("server cpu", cpu_text(u, load, o, server));
     }
     if let Some(u) = &o.client_cpu {
-        line("client cpu", cpu_text(u, load, o, "loadgen process, less any in-process server"));
+        line("client cpu", cpu_text(u, load, o, "loadgen process"));
     }
     if let Some(h) = &o.host_cpu {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -127,14 +132,15 @@ pub fn print_run(name: &str, url: &str, server: &str, load: &Load, h: &Header, o
 /// Above this share of a core taken by other processes, a run is flagged as disturbed.
 const OTHERS_WARN_PERCENT: f64 = 10.0;
 
-pub fn print_comparison(target: &Outcome, reference: &Outcome, as_json: bool) {
-    let r = ratios(target, reference);
+/// Prints the figures of run `a` divided by those of run `b`, each given with its name.
+pub fn print_comparison(a: (&str, &Outcome), b: (&str, &Outcome), as_json: bool) {
+    let r = ratios(a.1, b.1);
     if as_json {
-        println!("{}", json!({ "run": "comparison", "target_over_reference": r }));
+        println!("{}", json!({ "run": "comparison", "of": a.0, "over": b.0, "ratios": r }));
         return;
     }
     println!();
-    println!("== target / reference");
+    println!("== {} / {}", a.0, b.0);
     let show = |label: &str, key: &str, what: &str| {
         if let Some(v) = r.get(key).and_then(Value::as_f64) {
             line(label, format!("{v:.2}{what}"));
@@ -166,10 +172,11 @@ fn cpu_text(u: &crate::cpu::Usage, load: &Load, o: &Outcome, whose: &str) -> Str
     }
 }
 
-/// One round of an alternating run: both throughputs and their ratio.
-pub fn print_round(round: u64, target: &Outcome, reference: &Outcome, as_json: bool) {
-    let (t, r) = (target.decisions_per_sec(), reference.decisions_per_sec());
-    let ratio = (r > 0.0).then(|| t / r);
+/// One round of an alternating run: the three throughputs, and the target's over each
+/// baseline's.
+pub fn print_round(round: u64, target: &Outcome, signed: &Outcome, bare: &Outcome, as_json: bool) {
+    let (t, s, b) = (target.decisions_per_sec(), signed.decisions_per_sec(), bare.decisions_per_sec());
+    let over = |x: f64| (x > 0.0).then(|| t / x);
     if as_json {
         println!(
             "{}",
@@ -177,13 +184,19 @@ pub fn print_round(round: u64, target: &Outcome, reference: &Outcome, as_json: b
                 "run": "round",
                 "round": round,
                 "target_decisions_per_sec": t,
-                "reference_decisions_per_sec": r,
-                "target_over_reference": ratio,
+                "signed_decisions_per_sec": s,
+                "bare_decisions_per_sec": b,
+                "target_over_signed": over(s),
+                "target_over_bare": over(b),
             })
         );
     } else {
-        let ratio = ratio.map_or("-".to_string(), |x| format!("{x:.2}"));
-        println!("round {round:<7} target {t:.0}/s, reference {r:.0}/s, ratio {ratio}");
+        let show = |r: Option<f64>| r.map_or("-".to_string(), |x| format!("{x:.2}"));
+        println!(
+            "round {round:<7} target {t:.0}/s, signed {s:.0}/s, bare {b:.0}/s; target/signed {}, target/bare {}",
+            show(over(s)),
+            show(over(b))
+        );
     }
 }
 
@@ -240,7 +253,7 @@ fn run_json(name: &str, url: &str, server: &str, load: &Load, h: &Header, o: &Ou
     })
 }
 
-/// Target figure divided by reference figure, for each figure both runs have.
+/// `t`'s figure divided by `r`'s, for each figure both runs have.
 fn ratios(t: &Outcome, r: &Outcome) -> Value {
     let div = |a: f64, b: f64| (b > 0.0).then(|| a / b);
     let q = |o: &Outcome, q: f64| (!o.latency.is_empty()).then(|| o.latency.value_at_quantile(q) as f64);

@@ -6,12 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc instead of glibc's malloc: under load glibc's malloc and free took about 6%
-/// of the node's CPU (about 4 us per decision); see the README, "Performance". Built
-/// without transparent huge pages (`no_thp`): with them, idle resident memory was 27 MB
-/// instead of 10.
+/// mimalloc, chosen (and explained) in `silkgate::server::Allocator`, which the load
+/// generator's reference servers use too.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: silkgate::server::Allocator = silkgate::server::Allocator;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

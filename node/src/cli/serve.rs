@@ -447,16 +447,8 @@ pub fn run(args: Args) -> u8 {
     }
     let node_id = s.node_id.clone().unwrap_or_else(|| format!("node-{}", &key.signer.key_id()[..12]));
     let signer = Arc::new(key.signer);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    // Without the "LIFO slot", a task woken by another runs after the tasks already
-    // queued instead of next: a connection's task, woken by each answer that becomes
-    // ready, then writes all the answers of a group commit at once instead of one at a
-    // time (measured in the README, "Performance"). The option needs `--cfg
-    // tokio_unstable`, set in `.cargo/config.toml`; a build without it still works.
-    #[cfg(tokio_unstable)]
-    builder.disable_lifo_slot();
-    let rt = match builder.build() {
+    // The tuned runtime (no LIFO slot), shared with the load generator's reference servers.
+    let rt = match server::runtime().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
