@@ -75,3 +75,29 @@ async fn a_client_that_reads_nothing_holds_only_its_share_of_the_permits() {
     }
     assert!(held.iter().all(|h| !h.is_finished()), "an answer reached a client with a window of 0");
 }
+
+/// `--max-concurrency-per-client` (and its config file key) up to 1048576 is accepted;
+/// one past it exits 64 naming the setting, before any port is bound.
+#[test]
+fn the_share_per_client_is_checked_at_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str], config: &str| {
+        std::fs::write(d.join("c.toml"), config).unwrap();
+        let out = common::bin().arg("serve").args(args).current_dir(d).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let past = "max_concurrency_per_client: must be between 0 and 1048576, got 1048577";
+    let (code, stderr) = run(&["--max-concurrency-per-client", "1048577"], "");
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains(past), "{stderr}");
+    let (code, stderr) = run(&["--config", "c.toml"], "max_concurrency_per_client = 1048577\n");
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains(past), "{stderr}");
+    // At the bound the setting passes, and the next one checked (set invalid on purpose)
+    // is the one named.
+    let (code, stderr) = run(&["--max-concurrency-per-client", "1048576", "--request-timeout-ms", "0"], "");
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("request_timeout_ms: must be at least 1"), "{stderr}");
+    assert!(!stderr.contains("max_concurrency_per_client"), "{stderr}");
+}
