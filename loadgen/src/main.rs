@@ -10,8 +10,11 @@
 //! - [`drive`]: the load itself: connections, in-flight requests, the measured window;
 //! - [`reference`]: starts and stops the baseline servers (`src/bin/silkgate-reference.rs`);
 //! - [`cpu`]: CPU time read from `/proc`, for a process or for named threads;
+//! - [`attack`]: floods, slow connections and clients that never read, run against the
+//!   node while the load is measured (`--attack`);
 //! - [`report`]: the text and JSON output.
 
+mod attack;
 mod cpu;
 mod drive;
 mod pool;
@@ -93,6 +96,30 @@ struct Args {
     /// Print one JSON object per run instead of text.
     #[arg(long)]
     json: bool,
+    /// Attack the target while measuring: ROUNDS rounds, each the load alone and then
+    /// the load during the attack, DURATION/ROUNDS seconds each after their own warmup.
+    #[arg(long, value_enum, conflicts_with = "reference")]
+    attack: Option<attack::Kind>,
+    /// Attack strength: flood callers [default: 10240, 10 x the node's default
+    /// --max-concurrency], slow connections [default: 2000] or no-read connections
+    /// [default: 16].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    attack_count: Option<u64>,
+    /// HTTP/2 connections the flood's callers share.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    attack_connections: u64,
+    /// Local address of the attacker's sockets (a loopback address, e.g. 127.0.0.2).
+    #[arg(long)]
+    attack_from: Option<IpAddr>,
+    /// Worker threads of the attacker's runtime.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    attack_threads: u32,
+    /// Seconds an attack runs before its measured window's warmup starts.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=600))]
+    attack_ramp: u64,
+    /// Seconds of quiet after an attack stops, before the next window.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=600))]
+    attack_settle: u64,
 }
 
 fn main() -> ExitCode {
@@ -150,6 +177,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let channels = connect_all(&args.target, load.connections, timeout).await?;
+    if let Some(kind) = args.attack {
+        let plan = attack::Plan {
+            kind,
+            count: args.attack_count.map_or(kind.default_count(), |n| n as usize),
+            connections: args.attack_connections as usize,
+            from: args.attack_from,
+            threads: args.attack_threads as usize,
+            ramp: Duration::from_secs(args.attack_ramp),
+            settle: Duration::from_secs(args.attack_settle),
+        };
+        let round_load = Load { duration: load.duration / args.rounds as u32, ..load.clone() };
+        let addr = attack::socket_addr(&args.target)?;
+        return attack::run(&plan, addr, &round_load, args.rounds, &channels, &pool, args.server_pid, args.json).await;
+    }
     let server_cpu = args.server_pid.map(cpu::Source::Process);
     let whose = args.server_pid.map_or(String::new(), |pid| format!("pid {pid}"));
     if !args.reference {

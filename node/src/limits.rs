@@ -1,5 +1,6 @@
-//! Admission control: a concurrency limit that sheds load, a per-request timeout, and a
-//! per-client rate limit (token bucket per client address, IPv6 clients per /64).
+//! Admission control: a concurrency limit that sheds load, a share of it per client, a
+//! per-request timeout, and a per-client rate limit (token bucket per client address,
+//! IPv6 clients per /64).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
@@ -13,6 +14,11 @@ use tonic::Status;
 pub struct LimitConfig {
     /// Requests served at once; more are refused with RESOURCE_EXHAUSTED, not queued.
     pub max_concurrency: usize,
+    /// Requests served at once for one client address (an IPv6 client by its /64); more
+    /// are refused with RESOURCE_EXHAUSTED; 0 is no limit but `max_concurrency`. Without
+    /// it one client that floods, or opens calls and never reads their answers, holds
+    /// every permit and every other client is refused.
+    pub max_concurrency_per_client: usize,
     /// Server time allowed per call; past it the call fails with DEADLINE_EXCEEDED.
     pub request_timeout: Duration,
     /// Sustained calls per second per client address; 0 turns the limit off.
@@ -25,12 +31,16 @@ impl Default for LimitConfig {
     fn default() -> Self {
         LimitConfig {
             max_concurrency: 1024,
+            max_concurrency_per_client: DEFAULT_MAX_CONCURRENCY_PER_CLIENT,
             request_timeout: Duration::from_secs(5),
             rate_per_client: 0.0,
             rate_burst: 0.0,
         }
     }
 }
+
+/// The default share of the concurrency limit one client address may hold.
+pub const DEFAULT_MAX_CONCURRENCY_PER_CLIENT: usize = 64;
 
 /// Most clients the rate limiter keeps a bucket for. Past it, each new client makes the
 /// limiter forget the client it has tracked longest (which starts again with a full
@@ -42,6 +52,33 @@ pub struct Limits {
     pub config: LimitConfig,
     permits: Arc<Semaphore>,
     buckets: Mutex<Buckets>,
+    /// Calls admitted and not yet answered, by client key: at most `max_concurrency`
+    /// entries, since each holds a permit.
+    busy: Busy,
+}
+
+/// Calls admitted per client key.
+type Busy = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// An admitted call's share of the concurrency limit and of its client's; both are
+/// given back when it is dropped.
+pub struct Permit {
+    _global: OwnedSemaphorePermit,
+    client: Option<(IpAddr, Busy)>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some((key, busy)) = self.client.take() {
+            let mut busy = busy.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = busy.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    busy.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 /// Token buckets by client key, and the keys in the order they were first seen.
@@ -70,11 +107,13 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 /// the concurrency limit until its answer has been sent, not only until it was made, so
 /// clients that read no answers cannot pile up answers past the limit.
 #[derive(Clone)]
-pub struct Admitted(pub Arc<OwnedSemaphorePermit>);
+pub struct Admitted(pub Arc<Permit>);
 
 /// Why a call was refused before it was evaluated.
 pub enum Refusal {
     Overloaded,
+    /// The client already has its share of the concurrency limit.
+    ClientOverloaded,
     RateLimited,
 }
 
@@ -82,6 +121,7 @@ impl Refusal {
     pub fn reason(&self) -> &'static str {
         match self {
             Refusal::Overloaded => "overloaded",
+            Refusal::ClientOverloaded => "client_overloaded",
             Refusal::RateLimited => "rate_limited",
         }
     }
@@ -89,6 +129,9 @@ impl Refusal {
     pub fn status(&self) -> Status {
         match self {
             Refusal::Overloaded => Status::resource_exhausted("server busy: concurrency limit reached, retry later"),
+            Refusal::ClientOverloaded => Status::resource_exhausted(
+                "too many calls from this client at once: concurrency limit per client reached, retry later",
+            ),
             Refusal::RateLimited => Status::resource_exhausted("rate limit for this client exceeded, retry later"),
         }
     }
@@ -99,20 +142,36 @@ impl Limits {
         Limits {
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             buckets: Mutex::new(Buckets::default()),
+            busy: Arc::new(Mutex::new(HashMap::new())),
             config,
         }
     }
 
     /// Admits one call from `client`, or says why not. Holding the permit counts the
-    /// call against the concurrency limit.
-    pub fn admit(&self, client: Option<IpAddr>) -> Result<OwnedSemaphorePermit, Refusal> {
+    /// call against the concurrency limit and its client's share of it.
+    pub fn admit(&self, client: Option<IpAddr>) -> Result<Permit, Refusal> {
         if self.config.rate_per_client > 0.0
             && let Some(ip) = client
             && !self.take_token(ip, Instant::now())
         {
             return Err(Refusal::RateLimited);
         }
-        self.permits.clone().try_acquire_owned().map_err(|_| Refusal::Overloaded)
+        let global = self.permits.clone().try_acquire_owned().map_err(|_| Refusal::Overloaded)?;
+        let cap = self.config.max_concurrency_per_client;
+        let client = match client {
+            Some(ip) if cap > 0 => {
+                let key = client_key(ip);
+                let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+                let n = busy.entry(key).or_insert(0);
+                if *n >= cap {
+                    return Err(Refusal::ClientOverloaded);
+                }
+                *n += 1;
+                Some((key, self.busy.clone()))
+            }
+            _ => None,
+        };
+        Ok(Permit { _global: global, client })
     }
 
     fn take_token(&self, ip: IpAddr, now: Instant) -> bool {
@@ -153,6 +212,28 @@ mod tests {
         assert!(matches!(l.admit(None), Err(Refusal::Overloaded)));
         drop(a);
         assert!(l.admit(None).is_ok());
+    }
+
+    #[test]
+    fn each_client_holds_at_most_its_share_of_the_limit() {
+        let config = LimitConfig { max_concurrency: 10, max_concurrency_per_client: 3, ..Default::default() };
+        let l = Limits::new(config);
+        let ip = |s: &str| -> Option<IpAddr> { Some(s.parse().unwrap()) };
+        let a: Vec<Permit> = (0..3).map(|_| l.admit(ip("127.0.0.2")).ok().unwrap()).collect();
+        assert!(matches!(l.admit(ip("127.0.0.2")), Err(Refusal::ClientOverloaded)), "one past the share");
+        assert!(l.admit(ip("127.0.0.1")).is_ok(), "another client is admitted");
+        let v6: Vec<Permit> = (0..3).map(|i| l.admit(ip(&format!("2001:db8::{i}"))).ok().unwrap()).collect();
+        assert!(matches!(l.admit(ip("2001:db8::ffff")), Err(Refusal::ClientOverloaded)), "same /64");
+        drop(a);
+        assert!(l.admit(ip("127.0.0.2")).is_ok(), "answered calls give their share back");
+        assert!(l.busy.lock().unwrap().get(&"127.0.0.2".parse::<IpAddr>().unwrap()).is_none());
+        drop(v6);
+        assert!(l.busy.lock().unwrap().is_empty(), "no entry is left for a client with no call");
+        // The share never lifts the global limit; a refused call holds nothing.
+        let l = Limits::new(LimitConfig { max_concurrency: 2, max_concurrency_per_client: 5, ..Default::default() });
+        let _both: Vec<Permit> = (0..2).map(|_| l.admit(ip("127.0.0.3")).ok().unwrap()).collect();
+        assert!(matches!(l.admit(ip("127.0.0.4")), Err(Refusal::Overloaded)));
+        assert_eq!(l.busy.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use crate::log::{LogError, LogHandle};
 use crate::proto::{self, decision_log_server::DecisionLog};
 use silkgate_core::checkpoint::Checkpoint;
+use silkgate_core::request::echo;
 
 /// Most entries one GetEntries page returns.
 pub const MAX_PAGE: u64 = 256;
@@ -69,7 +70,7 @@ impl DecisionLog for DecisionLogService {
             Some(proto::get_inclusion_proof_request::Target::DecisionId(id)) => {
                 blocking(&self.log, move |l| {
                     let i = l.index_of(&id)?.ok_or_else(|| {
-                        LogError::NotFound(format!("decision_id: `{}` is not in this log", id.escape_debug()))
+                        LogError::NotFound(format!("decision_id: `{}` is not in this log", echo(&id)))
                     })?;
                     Ok((i, l.inclusion(i, tree_size)?))
                 })
@@ -125,5 +126,39 @@ impl DecisionLog for DecisionLogService {
             entries: entries.into_iter().map(|(index, data)| proto::LogEntry { index, data }).collect(),
             next,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use silkgate_core::decision::Signer;
+    use silkgate_core::request::MAX_ECHO_CHARS;
+
+    async fn not_found(service: &DecisionLogService, id: String) -> String {
+        let target = Some(proto::get_inclusion_proof_request::Target::DecisionId(id));
+        let request = Request::new(proto::GetInclusionProofRequest { target, tree_size: 0 });
+        let e = service.get_inclusion_proof(request).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{}", e.message());
+        e.message().to_string()
+    }
+
+    /// An unknown decision id is repeated in the error up to [`MAX_ECHO_CHARS`]
+    /// characters, and cut with an ellipsis past that (a 1 MB id once made megabytes of
+    /// error metadata).
+    #[tokio::test]
+    async fn an_unknown_decision_id_is_echoed_up_to_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Arc::new(Signer::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])));
+        let service = DecisionLogService::new(crate::log::open(dir.path(), "node-test", signer).unwrap());
+
+        let at = "a".repeat(MAX_ECHO_CHARS);
+        assert_eq!(not_found(&service, at.clone()).await, format!("decision_id: `{at}` is not in this log"));
+        let past = "a".repeat(MAX_ECHO_CHARS + 1);
+        assert_eq!(not_found(&service, past).await, format!("decision_id: `{at}…` is not in this log"));
+        let huge = not_found(&service, "\u{1}".repeat(1 << 20)).await;
+        assert!(huge.len() < 2 * MAX_ECHO_CHARS, "{} bytes", huge.len());
     }
 }

@@ -16,6 +16,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::Status;
 
+use crate::service::capped;
+use silkgate_core::request::echo;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{setting}: {path}: {reason}")]
@@ -166,18 +169,32 @@ impl Authz {
         if ids.iter().any(|id| !id.is_empty() && allowed.contains(id)) {
             return Ok(());
         }
-        let who = if ids.is_empty() {
-            "a client without a certificate".to_string()
-        } else {
-            format!("client `{}`", ids.join("`, `"))
-        };
-        Err(Status::permission_denied(format!("{who} may not call {} RPCs", group.as_str())))
+        Err(Status::permission_denied(capped(format!("{} may not call {} RPCs", who(&ids), group.as_str()))))
     }
+}
+
+/// Most identities of a refused client that its error names.
+pub const MAX_ECHO_IDENTITIES: usize = 4;
+
+/// A refused client as its error names it: a certificate is the client's input, so each
+/// identity is cut to [`silkgate_core::request::MAX_ECHO_CHARS`] characters and at most [`MAX_ECHO_IDENTITIES`]
+/// are named (a certificate may carry hundreds of long alternative names).
+fn who(ids: &[String]) -> String {
+    if ids.is_empty() {
+        return "a client without a certificate".to_string();
+    }
+    let named: Vec<String> = ids.iter().take(MAX_ECHO_IDENTITIES).map(|id| echo(id)).collect();
+    let more = match ids.len().saturating_sub(MAX_ECHO_IDENTITIES) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!("client `{}`{more}", named.join("`, `"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use silkgate_core::request::MAX_ECHO_CHARS;
 
     fn peer(name: &str) -> Option<Arc<Vec<CertificateDer<'static>>>> {
         let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap().cert;
@@ -205,5 +222,39 @@ mod tests {
         assert!(authz(Some(&[])).check(None, g).is_err());
         // Other groups keep their own setting.
         assert!(authz(Some(&[])).check(peer("x"), Group::Log).is_ok());
+    }
+
+    fn refusal(names: &[String]) -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, names[0].as_str());
+        for n in &names[1..] {
+            params.subject_alt_names.push(rcgen::SanType::URI(n.as_str().try_into().unwrap()));
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let peer = Some(Arc::new(vec![cert.der().clone()]));
+        let e = authz(Some(&["portal.example"])).check(peer, Group::Evaluation).unwrap_err();
+        e.message().to_string()
+    }
+
+    /// A refused certificate's names are its client's input: each is repeated up to
+    /// [`MAX_ECHO_CHARS`] characters and cut past that, and at most
+    /// [`MAX_ECHO_IDENTITIES`] of them are named.
+    #[test]
+    fn a_refused_identity_is_echoed_up_to_the_bound() {
+        let at = "a".repeat(MAX_ECHO_CHARS);
+        assert_eq!(refusal(std::slice::from_ref(&at)), format!("client `{at}` may not call evaluation RPCs"));
+        let past = "a".repeat(MAX_ECHO_CHARS + 1);
+        assert_eq!(refusal(&[past]), format!("client `{at}…` may not call evaluation RPCs"));
+
+        let names: Vec<String> = (0..MAX_ECHO_IDENTITIES).map(|i| format!("n{i}")).collect();
+        assert_eq!(refusal(&names), "client `n0`, `n1`, `n2`, `n3` may not call evaluation RPCs");
+        let names: Vec<String> = (0..=MAX_ECHO_IDENTITIES).map(|i| format!("n{i}")).collect();
+        assert_eq!(refusal(&names), "client `n0`, `n1`, `n2`, `n3` and 1 more may not call evaluation RPCs");
+
+        let many: Vec<String> = (0..300).map(|i| format!("{i}{}", "x".repeat(1000))).collect();
+        let message = refusal(&many);
+        assert!(message.len() < (MAX_ECHO_CHARS + 8) * MAX_ECHO_IDENTITIES + 64, "{} bytes", message.len());
+        assert!(message.ends_with("and 296 more may not call evaluation RPCs"), "{message}");
     }
 }

@@ -27,13 +27,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use clap::Parser;
 use ed25519_dalek::{Signer as _, SigningKey};
-use silkgate_core::decision::{PAYLOAD_TYPE, key_id, pae};
 use silkgate::proto::compliance_server::{Compliance, ComplianceServer};
 use silkgate::proto::{
     BatchResult, EvaluateBatchRequest, EvaluateBatchResponse, EvaluateRequest, EvaluateResponse, NodeInfoRequest,
     NodeInfoResponse, Signature, SignedDecision, batch_result,
 };
 use silkgate::server::{self, ConnectionLimits};
+use silkgate_core::decision::{PAYLOAD_TYPE, key_id, pae};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 

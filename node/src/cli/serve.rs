@@ -77,6 +77,10 @@ pub struct Args {
     /// with RESOURCE_EXHAUSTED [default: 1024].
     #[arg(long, env = "SILKGATE_MAX_CONCURRENCY")]
     max_concurrency: Option<usize>,
+    /// Calls served at once for one client address (an IPv6 client by its /64); 0 is no
+    /// limit but --max-concurrency [default: 64].
+    #[arg(long, env = "SILKGATE_MAX_CONCURRENCY_PER_CLIENT")]
+    max_concurrency_per_client: Option<usize>,
     /// Server time allowed per call, in ms [default: 5000].
     #[arg(long, env = "SILKGATE_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
@@ -154,6 +158,7 @@ struct FileConfig {
     reload_interval_ms: Option<u64>,
     max_request_bytes: Option<usize>,
     max_concurrency: Option<usize>,
+    max_concurrency_per_client: Option<usize>,
     request_timeout_ms: Option<u64>,
     rate_limit: Option<f64>,
     rate_burst: Option<f64>,
@@ -228,6 +233,13 @@ fn settings(a: Args) -> Result<Settings, String> {
     if max_concurrency == 0 {
         return Err("max_concurrency: must be at least 1".into());
     }
+    let per_client = bounded(
+        "max_concurrency_per_client",
+        a.max_concurrency_per_client,
+        f.max_concurrency_per_client,
+        silkgate::limits::DEFAULT_MAX_CONCURRENCY_PER_CLIENT,
+        0..=1 << 20,
+    )?;
     let timeout_ms = a.request_timeout_ms.or(f.request_timeout_ms).unwrap_or(5000);
     if timeout_ms == 0 {
         return Err("request_timeout_ms: must be at least 1".into());
@@ -301,6 +313,7 @@ fn settings(a: Args) -> Result<Settings, String> {
             max_request_bytes,
             limits: LimitConfig {
                 max_concurrency,
+                max_concurrency_per_client: per_client,
                 request_timeout: Duration::from_millis(timeout_ms),
                 rate_per_client: rate,
                 rate_burst: burst,
