@@ -26,7 +26,8 @@ pub struct Request {
     pub consensus_node_regions: Vec<String>,
     pub served_jurisdictions: Vec<String>,
     pub serves_retail: bool,
-    pub token: Option<Token>,
+    /// Every token: the legacy `token` first, then `tokens`. `token.*` paths read the first.
+    pub tokens: Vec<Token>,
     pub gas_payment: i32,
     pub crypto: Crypto,
     pub key_custody: i32,
@@ -41,8 +42,28 @@ pub struct Request {
     pub end_user_identity: i32,
     pub operator: Option<Operator>,
     pub labels: BTreeMap<String, String>,
-    /// Upper-cased asset symbols.
+    /// Upper-cased asset symbols: `assets`, then every `asset_details[i].symbol`.
     pub assets: Vec<String>,
+    /// Upper-cased ISO 3166-2 codes, e.g. `UA-43`.
+    pub node_subdivisions: Vec<String>,
+    pub served_subdivisions: Vec<String>,
+    pub asset_details: Vec<Asset>,
+    pub aml: Option<Aml>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Asset {
+    pub symbol: String,
+    pub classes: EnumSet,
+    pub peg_currency: String,
+    pub authorisations: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Aml {
+    pub travel_rule: bool,
+    pub sanctions_screening: bool,
+    pub customer_due_diligence: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -79,6 +100,11 @@ pub struct Data {
     pub erasure_mechanism: i32,
     pub dpia_done: bool,
     pub transfer_mechanisms: EnumSet,
+    pub sensitive_subjects: i64,
+    pub important_data: bool,
+    pub sectors: EnumSet,
+    pub replica_regions: Vec<String>,
+    pub record_retention_days: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -100,8 +126,13 @@ pub struct Operator {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Licence {
     pub regulator: String,
+    /// Lower-cased.
     pub kind: String,
     pub id: String,
+    pub status: i32,
+    /// `YYYY-MM-DD` or empty.
+    pub expires: String,
+    pub activities: EnumSet,
 }
 
 /// Why a request was refused, naming the field path inside `DeploymentRequest`.
@@ -154,6 +185,11 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             operator,
             labels,
             assets,
+            node_subdivisions,
+            served_subdivisions,
+            asset_details,
+            tokens,
+            aml,
         } = p;
 
         if request_id.is_empty() {
@@ -173,19 +209,41 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             version: text("protocol.version", version)?,
         };
 
-        let token = token
-            .map(|t| {
-                let proto::Token { kind, transferable, tradable, peg_currency, validator_reward, backing } = t;
-                Ok::<_, RequestError>(Token {
-                    kind: known::<proto::TokenKind>("token.kind", kind)?,
-                    transferable,
-                    tradable,
-                    peg_currency: text("token.peg_currency", peg_currency)?.to_ascii_uppercase(),
-                    validator_reward,
-                    backing: known::<proto::StablecoinBacking>("token.backing", backing)?,
+        if tokens.len() > MAX_LIST {
+            return Err(RequestError::new("tokens", too_many(tokens.len())));
+        }
+        let mut all_tokens = Vec::with_capacity(usize::from(token.is_some()) + tokens.len());
+        if let Some(t) = token {
+            all_tokens.push(convert_token("token", t)?);
+        }
+        for (i, t) in tokens.into_iter().enumerate() {
+            all_tokens.push(convert_token(&format!("tokens[{i}]"), t)?);
+        }
+
+        if asset_details.len() > MAX_LIST {
+            return Err(RequestError::new("asset_details", too_many(asset_details.len())));
+        }
+        let asset_details = asset_details
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let proto::Asset { symbol, classes, peg_currency, authorisations } = a;
+                let at = |f: &str| format!("asset_details[{i}].{f}");
+                if symbol.is_empty() {
+                    return Err(RequestError::new(at("symbol"), "required"));
+                }
+                Ok(Asset {
+                    symbol: text(&at("symbol"), symbol)?.to_ascii_uppercase(),
+                    classes: enum_set::<proto::AssetClass>(&at("classes"), &classes)?,
+                    peg_currency: text(&at("peg_currency"), peg_currency)?.to_ascii_uppercase(),
+                    authorisations: texts(&at("authorisations"), authorisations)?,
                 })
             })
-            .transpose()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let aml = aml.map(|a| {
+            let proto::Aml { travel_rule, sanctions_screening, customer_due_diligence } = a;
+            Aml { travel_rule, sanctions_screening, customer_due_diligence }
+        });
 
         let crypto = match crypto {
             None => Crypto::default(),
@@ -207,6 +265,11 @@ impl TryFrom<proto::DeploymentRequest> for Request {
                     erasure_mechanism,
                     dpia_done,
                     transfer_mechanisms,
+                    sensitive_subjects,
+                    important_data,
+                    sectors,
+                    replica_regions,
+                    record_retention_days,
                 } = d;
                 Ok::<_, RequestError>(Data {
                     pd_on_chain,
@@ -221,6 +284,13 @@ impl TryFrom<proto::DeploymentRequest> for Request {
                         "data.transfer_mechanisms",
                         &transfer_mechanisms,
                     )?,
+                    sensitive_subjects: i64::try_from(sensitive_subjects)
+                        .map_err(|_| RequestError::new("data.sensitive_subjects", "too large"))?,
+                    important_data,
+                    sectors: enum_set::<proto::DataSector>("data.sectors", &sectors)?,
+                    replica_regions: regions("data.replica_regions", replica_regions)?,
+                    record_retention_days: i64::try_from(record_retention_days)
+                        .map_err(|_| RequestError::new("data.record_retention_days", "too large"))?,
                 })
             })
             .transpose()?;
@@ -247,15 +317,24 @@ impl TryFrom<proto::DeploymentRequest> for Request {
                     .into_iter()
                     .enumerate()
                     .map(|(i, l)| {
-                        let proto::Licence { regulator, kind, id } = l;
+                        let proto::Licence { regulator, kind, id, status, expires, activities } = l;
                         let at = |f: &str| format!("operator.licences[{i}].{f}");
                         if regulator.is_empty() {
                             return Err(RequestError::new(at("regulator"), "required"));
                         }
+                        if !expires.is_empty() && !is_date(&expires) {
+                            return Err(RequestError::new(
+                                at("expires"),
+                                format!("`{}` is not a date YYYY-MM-DD", echo(&expires)),
+                            ));
+                        }
                         Ok(Licence {
-                            regulator: text(&at("regulator"), regulator)?,
-                            kind: text(&at("kind"), kind)?,
+                            regulator: text(&at("regulator"), regulator)?.to_ascii_uppercase(),
+                            kind: text(&at("kind"), kind)?.to_ascii_lowercase(),
                             id: text(&at("id"), id)?,
+                            status: known::<proto::LicenceStatus>(&at("status"), status)?,
+                            expires,
+                            activities: enum_set::<proto::Service>(&at("activities"), &activities)?,
                         })
                     })
                     .collect::<Result<_, _>>()?;
@@ -293,6 +372,18 @@ impl TryFrom<proto::DeploymentRequest> for Request {
         let deployment_kind = required::<proto::DeploymentKind>("deployment_kind", deployment_kind)?;
         let permission_model = required::<proto::PermissionModel>("permission_model", permission_model)?;
 
+        let node_regions = regions("node_regions", node_regions)?;
+        let served_jurisdictions = regions("served_jurisdictions", served_jurisdictions)?;
+        let node_subdivisions = subdivisions("node_subdivisions", node_subdivisions, &node_regions, "node_regions")?;
+        let served_subdivisions =
+            subdivisions("served_subdivisions", served_subdivisions, &served_jurisdictions, "served_jurisdictions")?;
+        let mut assets: Vec<String> = texts("assets", assets)?.into_iter().map(|a| a.to_ascii_uppercase()).collect();
+        // Fail closed for policies written before asset_details: they read `assets` only.
+        assets.extend(asset_details.iter().map(|a| a.symbol.clone()));
+        if assets.len() > 2 * MAX_LIST {
+            return Err(RequestError::new("assets", too_many(assets.len())));
+        }
+
         Ok(Request {
             request_id,
             deployment_kind,
@@ -300,11 +391,11 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             permission_model,
             consensus: text("consensus", consensus)?,
             node_count: i64::from(node_count),
-            node_regions: regions("node_regions", node_regions)?,
+            node_regions,
             consensus_node_regions: regions("consensus_node_regions", consensus_node_regions)?,
-            served_jurisdictions: regions("served_jurisdictions", served_jurisdictions)?,
+            served_jurisdictions,
             serves_retail,
-            token,
+            tokens: all_tokens,
             gas_payment: known::<proto::GasPayment>("gas_payment", gas_payment)?,
             crypto,
             key_custody: known::<proto::KeyCustody>("key_custody", key_custody)?,
@@ -318,9 +409,83 @@ impl TryFrom<proto::DeploymentRequest> for Request {
             end_user_identity: known::<proto::EndUserIdentity>("end_user_identity", end_user_identity)?,
             operator,
             labels: labels.into_iter().collect(),
-            assets: texts("assets", assets)?.into_iter().map(|a| a.to_ascii_uppercase()).collect(),
+            assets,
+            node_subdivisions,
+            served_subdivisions,
+            asset_details,
+            aml,
         })
     }
+}
+
+fn convert_token(field: &str, t: proto::Token) -> Result<Token, RequestError> {
+    let proto::Token { kind, transferable, tradable, peg_currency, validator_reward, backing } = t;
+    Ok(Token {
+        kind: known::<proto::TokenKind>(&format!("{field}.kind"), kind)?,
+        transferable,
+        tradable,
+        peg_currency: text(&format!("{field}.peg_currency"), peg_currency)?.to_ascii_uppercase(),
+        validator_reward,
+        backing: known::<proto::StablecoinBacking>(&format!("{field}.backing"), backing)?,
+    })
+}
+
+/// `YYYY-MM-DD` with a month 01-12 and a day valid for that month.
+pub fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    if !b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit()) {
+        return false;
+    }
+    let num = |from: usize, to: usize| b[from..to].iter().fold(0u32, |n, c| n * 10 + u32::from(c - b'0'));
+    let (y, m, d) = (num(0, 4), num(5, 7), num(8, 10));
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
+}
+
+/// ISO 3166-2 codes `CC-X{1,3}` (upper-cased), each with its country in `countries`.
+fn subdivisions(
+    field: &str,
+    list: Vec<String>,
+    countries: &[String],
+    countries_field: &str,
+) -> Result<Vec<String>, RequestError> {
+    if list.len() > MAX_LIST {
+        return Err(RequestError::new(field, too_many(list.len())));
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let b = s.as_bytes();
+            let ok = (4..=6).contains(&b.len())
+                && b[..2].iter().all(u8::is_ascii_alphabetic)
+                && b[2] == b'-'
+                && b[3..].iter().all(u8::is_ascii_alphanumeric);
+            if !ok {
+                return Err(RequestError::new(
+                    format!("{field}[{i}]"),
+                    format!("`{}` is not an ISO 3166-2 code such as `UA-43`", echo(&s)),
+                ));
+            }
+            let s = s.to_ascii_uppercase();
+            if !countries.iter().any(|c| c.as_str() == &s[..2]) {
+                return Err(RequestError::new(
+                    format!("{field}[{i}]"),
+                    format!("`{s}` is in `{}`, which is not in {countries_field}", &s[..2]),
+                ));
+            }
+            Ok(s)
+        })
+        .collect()
 }
 
 /// Most characters of client input an error message repeats.
@@ -446,7 +611,7 @@ mod tests {
     fn accepts_minimal_request() {
         let r = Request::try_from(minimal()).unwrap();
         assert_eq!(r.request_id, "r-1");
-        assert!(r.token.is_none());
+        assert!(r.tokens.is_empty());
     }
 
     #[test]
@@ -488,5 +653,105 @@ mod tests {
         assert_eq!(r.node_regions, ["CN"]);
         assert_eq!(r.addresses, ["0xabcd"]);
         assert_eq!(r.services, 1 << proto::Service::Exchange as i32);
+    }
+
+    #[test]
+    fn subdivisions_need_their_country() {
+        let mut p = minimal();
+        p.node_regions = vec!["ua".into()];
+        p.node_subdivisions = vec!["ua-43".into()];
+        p.served_jurisdictions = vec!["RU".into()];
+        p.served_subdivisions = vec!["RU-IRK".into()];
+        let r = Request::try_from(p.clone()).unwrap();
+        assert_eq!(r.node_subdivisions, ["UA-43"]);
+        assert_eq!(r.served_subdivisions, ["RU-IRK"]);
+        p.node_subdivisions.push("AE-DU".into());
+        assert_eq!(err(p.clone()), "node_subdivisions[1]: `AE-DU` is in `AE`, which is not in node_regions");
+        p.node_subdivisions = vec!["UA43".into()];
+        assert_eq!(err(p.clone()), "node_subdivisions[0]: `UA43` is not an ISO 3166-2 code such as `UA-43`");
+        p.node_subdivisions.clear();
+        p.served_subdivisions = vec!["UA-43".into()];
+        assert_eq!(err(p), "served_subdivisions[0]: `UA-43` is in `UA`, which is not in served_jurisdictions");
+    }
+
+    #[test]
+    fn asset_details_reach_assets() {
+        // Fail-closed guard: a policy written before asset_details reads `assets` only.
+        let mut p = minimal();
+        p.assets = vec!["btc".into()];
+        p.asset_details = vec![proto::Asset {
+            symbol: "usdt".into(),
+            classes: vec![proto::AssetClass::Stablecoin as i32],
+            peg_currency: "usd".into(),
+            authorisations: vec!["genius_permitted".into()],
+        }];
+        let r = Request::try_from(p.clone()).unwrap();
+        assert_eq!(r.assets, ["BTC", "USDT"]);
+        assert_eq!(r.asset_details[0].peg_currency, "USD");
+        assert_eq!(r.asset_details[0].classes, 1 << proto::AssetClass::Stablecoin as i32);
+        p.asset_details[0].classes = vec![0];
+        assert_eq!(err(p.clone()), "asset_details[0].classes[0]: must not be UNSPECIFIED");
+        p.asset_details[0].symbol.clear();
+        assert_eq!(err(p), "asset_details[0].symbol: required");
+    }
+
+    #[test]
+    fn legacy_token_comes_first() {
+        let mut p = minimal();
+        p.token = Some(proto::Token { kind: proto::TokenKind::Utility as i32, ..Default::default() });
+        p.tokens = vec![proto::Token { kind: proto::TokenKind::Stablecoin as i32, ..Default::default() }];
+        let r = Request::try_from(p.clone()).unwrap();
+        let kinds: Vec<i32> = r.tokens.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, [proto::TokenKind::Utility as i32, proto::TokenKind::Stablecoin as i32]);
+        p.tokens[0].kind = 99;
+        assert_eq!(err(p), "tokens[0].kind: unknown enum value 99");
+    }
+
+    #[test]
+    fn licences_normalise_and_check_dates() {
+        let licence = |expires: &str| proto::Licence {
+            regulator: "mas".into(),
+            kind: "DPT_Major_Payment_Institution".into(),
+            status: proto::LicenceStatus::Active as i32,
+            expires: expires.into(),
+            activities: vec![proto::Service::Exchange as i32],
+            ..Default::default()
+        };
+        let mut p = minimal();
+        p.operator = Some(proto::Operator { licences: vec![licence("2028-02-29")], ..Default::default() });
+        let r = Request::try_from(p.clone()).unwrap();
+        let l = &r.operator.unwrap().licences[0];
+        assert_eq!((l.regulator.as_str(), l.kind.as_str()), ("MAS", "dpt_major_payment_institution"));
+        assert_eq!(l.activities, 1 << proto::Service::Exchange as i32);
+        for bad in ["2027-02-29", "2027-13-01", "27-01-01", "2027-1-011"] {
+            p.operator = Some(proto::Operator { licences: vec![licence(bad)], ..Default::default() });
+            assert_eq!(
+                err(p.clone()),
+                format!("operator.licences[0].expires: `{bad}` is not a date YYYY-MM-DD"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_and_aml_fields_convert() {
+        let mut p = minimal();
+        p.data = Some(proto::DataHandling {
+            sensitive_subjects: 10_000,
+            important_data: true,
+            sectors: vec![proto::DataSector::Health as i32],
+            replica_regions: vec!["sg".into()],
+            record_retention_days: 1825,
+            ..Default::default()
+        });
+        p.aml = Some(proto::Aml { travel_rule: true, ..Default::default() });
+        let r = Request::try_from(p.clone()).unwrap();
+        let d = r.data.unwrap();
+        assert_eq!((d.sensitive_subjects, d.important_data, d.record_retention_days), (10_000, true, 1825));
+        assert_eq!(d.replica_regions, ["SG"]);
+        assert_eq!(d.sectors, 1 << proto::DataSector::Health as i32);
+        assert!(r.aml.unwrap().travel_rule);
+        p.data.as_mut().unwrap().replica_regions = vec!["Singapore".into()];
+        assert_eq!(err(p), "data.replica_regions[0]: `Singapore` is not a two-letter ISO 3166-1 code");
     }
 }

@@ -74,6 +74,9 @@ pub static PRIVACY_FEATURE: EnumDef = enum_def!(proto::PrivacyFeature, "PrivacyF
 pub static ERASURE_MECHANISM: EnumDef = enum_def!(proto::ErasureMechanism, "ErasureMechanism", "ERASURE_MECHANISM");
 pub static TRANSFER_MECHANISM: EnumDef = enum_def!(proto::TransferMechanism, "TransferMechanism", "TRANSFER_MECHANISM");
 pub static END_USER_IDENTITY: EnumDef = enum_def!(proto::EndUserIdentity, "EndUserIdentity", "END_USER_IDENTITY");
+pub static ASSET_CLASS: EnumDef = enum_def!(proto::AssetClass, "AssetClass", "ASSET_CLASS");
+pub static DATA_SECTOR: EnumDef = enum_def!(proto::DataSector, "DataSector", "DATA_SECTOR");
+pub static LICENCE_STATUS: EnumDef = enum_def!(proto::LicenceStatus, "LicenceStatus", "LICENCE_STATUS");
 
 /// How the strings of an attribute are normalised on the request side, so policy
 /// literals can be checked against the same form at load.
@@ -145,14 +148,16 @@ pub static ATTRS: &[Attr] = &[
     attr("node_regions", G::StrList(Upper, |r| &r.node_regions)),
     attr("consensus_node_regions", G::StrList(Upper, |r| &r.consensus_node_regions)),
     attr("served_jurisdictions", G::StrList(Upper, |r| &r.served_jurisdictions)),
+    attr("node_subdivisions", G::StrList(Upper, |r| &r.node_subdivisions)),
+    attr("served_subdivisions", G::StrList(Upper, |r| &r.served_subdivisions)),
     attr("serves_retail", G::Bool(|r| r.serves_retail)),
-    attr("token", G::Message(|r| r.token.is_some())),
-    attr("token.kind", G::Enum(&TOKEN_KIND, |r| r.token.as_ref().map_or(0, |t| t.kind))),
-    attr("token.transferable", G::Bool(|r| r.token.as_ref().is_some_and(|t| t.transferable))),
-    attr("token.tradable", G::Bool(|r| r.token.as_ref().is_some_and(|t| t.tradable))),
-    attr("token.peg_currency", G::Str(Upper, |r| r.token.as_ref().map_or("", |t| &t.peg_currency))),
-    attr("token.validator_reward", G::Bool(|r| r.token.as_ref().is_some_and(|t| t.validator_reward))),
-    attr("token.backing", G::Enum(&STABLECOIN_BACKING, |r| r.token.as_ref().map_or(0, |t| t.backing))),
+    attr("token", G::Message(|r| !r.tokens.is_empty())),
+    attr("token.kind", G::Enum(&TOKEN_KIND, |r| r.tokens.first().map_or(0, |t| t.kind))),
+    attr("token.transferable", G::Bool(|r| r.tokens.first().is_some_and(|t| t.transferable))),
+    attr("token.tradable", G::Bool(|r| r.tokens.first().is_some_and(|t| t.tradable))),
+    attr("token.peg_currency", G::Str(Upper, |r| r.tokens.first().map_or("", |t| &t.peg_currency))),
+    attr("token.validator_reward", G::Bool(|r| r.tokens.first().is_some_and(|t| t.validator_reward))),
+    attr("token.backing", G::Enum(&STABLECOIN_BACKING, |r| r.tokens.first().map_or(0, |t| t.backing))),
     attr("gas_payment", G::Enum(&GAS_PAYMENT, |r| r.gas_payment)),
     attr("crypto.signature", G::EnumSet(&SIGNATURE_ALGORITHM, |r| r.crypto.signature)),
     attr("crypto.hash", G::EnumSet(&HASH_ALGORITHM, |r| r.crypto.hash)),
@@ -179,6 +184,15 @@ pub static ATTRS: &[Attr] = &[
         "data.transfer_mechanisms",
         G::EnumSet(&TRANSFER_MECHANISM, |r| r.data.as_ref().map_or(0, |d| d.transfer_mechanisms)),
     ),
+    attr("data.sensitive_subjects", G::Int(|r| r.data.as_ref().map_or(0, |d| d.sensitive_subjects))),
+    attr("data.important_data", G::Bool(|r| r.data.as_ref().is_some_and(|d| d.important_data))),
+    attr("data.sectors", G::EnumSet(&DATA_SECTOR, |r| r.data.as_ref().map_or(0, |d| d.sectors))),
+    attr("data.replica_regions", G::StrList(Upper, |r| r.data.as_ref().map_or(empty(), |d| &d.replica_regions))),
+    attr("data.record_retention_days", G::Int(|r| r.data.as_ref().map_or(0, |d| d.record_retention_days))),
+    attr("aml", G::Message(|r| r.aml.is_some())),
+    attr("aml.travel_rule", G::Bool(|r| r.aml.as_ref().is_some_and(|a| a.travel_rule))),
+    attr("aml.sanctions_screening", G::Bool(|r| r.aml.as_ref().is_some_and(|a| a.sanctions_screening))),
+    attr("aml.customer_due_diligence", G::Bool(|r| r.aml.as_ref().is_some_and(|a| a.customer_due_diligence))),
     attr("moderation", G::Message(|r| r.moderation.is_some())),
     attr("moderation.takedown_capable", G::Bool(|r| r.moderation.as_ref().is_some_and(|m| m.takedown_capable))),
     attr("moderation.log_retention_days", G::Int(|r| r.moderation.as_ref().map_or(0, |m| m.log_retention_days))),
@@ -192,12 +206,15 @@ pub static ATTRS: &[Attr] = &[
     attr("operator.public_scope_eso", G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.public_scope_eso))),
 ];
 
-/// Fields of one licence, readable inside `any operator.licences where (...)`.
 /// Reads one string field of a licence.
 pub type LicenceField = fn(&Licence) -> &str;
 
-pub static LICENCE_FIELDS: &[(&str, LicenceField)] =
-    &[("regulator", |l| &l.regulator), ("kind", |l| &l.kind), ("id", |l| &l.id)];
+/// Fields of one licence, readable inside `any operator.licences where (...)`, with the
+/// case conversion gives them: `regulator` is upper-cased and `kind` lower-cased, and
+/// policy literals are checked against that form at load, so both match whatever case
+/// a portal sends.
+pub static LICENCE_FIELDS: &[(&str, Case, LicenceField)] =
+    &[("regulator", Upper, |l| &l.regulator), ("kind", Lower, |l| &l.kind), ("id", AsIs, |l| &l.id)];
 
 pub fn lookup(path: &str) -> Option<&'static Attr> {
     ATTRS.iter().find(|a| a.path == path)
@@ -225,6 +242,9 @@ mod tests {
             &ERASURE_MECHANISM,
             &TRANSFER_MECHANISM,
             &END_USER_IDENTITY,
+            &ASSET_CLASS,
+            &DATA_SECTOR,
+            &LICENCE_STATUS,
         ] {
             let names = def.names();
             assert!(!names.is_empty(), "{}", def.name);

@@ -187,6 +187,7 @@ fn worst_case() -> DeploymentRequest {
             erasure_mechanism: ErasureMechanism::None.into(),
             dpia_done: false,
             transfer_mechanisms: enums(&[TransferMechanism::CacStandardContract]),
+            ..Default::default()
         }),
         moderation: Some(Moderation { takedown_capable: false, log_retention_days: 7 }),
         end_user_identity: EndUserIdentity::Anonymous.into(),

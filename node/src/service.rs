@@ -158,7 +158,9 @@ impl ComplianceService {
     /// answer must not leave the node before [`ComplianceService::commit`] logged it.
     pub fn decide(&self, item: wire::EvaluateRequest, now: UnixTime) -> Result<Decided, Failure> {
         let started = std::time::Instant::now();
-        let wire::EvaluateRequest { jurisdiction, request, explain, malformed } = item;
+        let wire::EvaluateRequest { mut jurisdiction, request, explain, malformed } = item;
+        // Upper-cased like every other region code in a request: "cn" finds the CN policy.
+        jurisdiction.make_ascii_uppercase();
         if let Some(m) = malformed {
             return Err(Failure::new(Code::InvalidArgument, &m.field, m.reason));
         }

@@ -220,6 +220,7 @@ fn deployment() -> impl Strategy<Value = proto::DeploymentRequest> {
                 erasure_mechanism: e,
                 dpia_done: dpia,
                 transfer_mechanisms: tm,
+                ..Default::default()
             },
         ),
     );
@@ -229,7 +230,12 @@ fn deployment() -> impl Strategy<Value = proto::DeploymentRequest> {
             any::<bool>(),
             short(),
             proptest::collection::vec(
-                (short(), short(), short()).prop_map(|(regulator, kind, id)| proto::Licence { regulator, kind, id }),
+                (short(), short(), short()).prop_map(|(regulator, kind, id)| proto::Licence {
+                    regulator,
+                    kind,
+                    id,
+                    ..Default::default()
+                }),
                 0..3,
             ),
             list(),
@@ -286,6 +292,7 @@ fn deployment() -> impl Strategy<Value = proto::DeploymentRequest> {
         operator: r.0,
         labels: r.1,
         assets: r.2,
+        ..Default::default()
     })
 }
 

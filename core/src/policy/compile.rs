@@ -86,7 +86,7 @@ pub(crate) struct Compiler<'a> {
 enum Resolved {
     Attr(Getter),
     Label(Box<str>),
-    LicenceField(fn(&Licence) -> &str),
+    LicenceField(Case, fn(&Licence) -> &str),
 }
 
 impl Compiler<'_> {
@@ -108,10 +108,10 @@ impl Compiler<'_> {
     fn resolve(&mut self, rule: &RuleDoc, path: &Path, in_licence: bool) -> Option<Resolved> {
         let p = path.text.as_str();
         if in_licence {
-            if let Some((_, get)) = schema::LICENCE_FIELDS.iter().find(|(n, _)| *n == p) {
-                return Some(Resolved::LicenceField(*get));
+            if let Some((_, case, get)) = schema::LICENCE_FIELDS.iter().find(|(n, ..)| *n == p) {
+                return Some(Resolved::LicenceField(*case, *get));
             }
-            let names: Vec<&str> = schema::LICENCE_FIELDS.iter().map(|(n, _)| *n).collect();
+            let names: Vec<&str> = schema::LICENCE_FIELDS.iter().map(|(n, ..)| *n).collect();
             let help = match suggest(p, names.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("inside `where`, conditions read the licence's fields: {}", names.join(", ")),
@@ -160,7 +160,7 @@ impl Compiler<'_> {
             ExprKind::Present(path) => {
                 let presence = match self.resolve(rule, path, in_licence)? {
                     Resolved::Label(k) => Presence::Str(StrGet::Label(k)),
-                    Resolved::LicenceField(g) => Presence::Str(StrGet::Licence(g)),
+                    Resolved::LicenceField(_, g) => Presence::Str(StrGet::Licence(g)),
                     Resolved::Attr(g) => match g {
                         Getter::Bool(_) => {
                             return self.err(
@@ -191,8 +191,8 @@ impl Compiler<'_> {
             Resolved::Label(k) => {
                 return self.str_test(rule, e, path, StrGet::Label(k), Case::AsIs, test);
             }
-            Resolved::LicenceField(g) => {
-                return self.str_test(rule, e, path, StrGet::Licence(g), Case::AsIs, test);
+            Resolved::LicenceField(case, g) => {
+                return self.str_test(rule, e, path, StrGet::Licence(g), case, test);
             }
             Resolved::Attr(g) => g,
         };

@@ -36,7 +36,12 @@ fn request() -> Request {
         services: vec![proto::Service::Exchange as i32],
         token: Some(proto::Token { transferable: true, ..Default::default() }),
         operator: Some(proto::Operator {
-            licences: vec![proto::Licence { regulator: "MAS".into(), kind: "dpt".into(), id: "1".into() }],
+            licences: vec![proto::Licence {
+                regulator: "MAS".into(),
+                kind: "dpt".into(),
+                id: "1".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         }),
         labels: [("tier".to_string(), "gold".to_string())].into(),
@@ -231,7 +236,7 @@ fn nesting_at_the_limit_compiles_evaluates_and_explains_on_a_small_stack() {
         // Two tree levels (`or`, `and`) per nesting level: the deepest tree there is.
         format!("{}token.tradable{}", "(false or true and ".repeat(d), ")".repeat(d)),
         format!(
-            "any operator.licences where ({}regulator == \"x\"{})",
+            "any operator.licences where ({}regulator == \"X\"{})",
             "(false or true and ".repeat(d - 1),
             ")".repeat(d - 1)
         ),
@@ -294,4 +299,71 @@ fn data_sets_per_policy_are_bounded() {
     assert_eq!(source::parse("t.toml", &text).unwrap().data.len(), source::MAX_DATA_SETS);
     let e = render(&source::parse("t.toml", &policy_text(&sets(source::MAX_DATA_SETS + 1))).unwrap_err());
     assert!(e.contains("t.toml:") && e.contains("too many data sets: 65 (a policy names at most 64)"), "{e}");
+}
+
+fn request_v2() -> Request {
+    Request::try_from(proto::DeploymentRequest {
+        request_id: "r".into(),
+        deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
+        protocol: Some(proto::Protocol { name: "ethereum".into(), ..Default::default() }),
+        permission_model: proto::PermissionModel::Permissioned as i32,
+        node_regions: vec!["UA".into()],
+        node_subdivisions: vec!["UA-43".into()],
+        served_jurisdictions: vec!["AE".into()],
+        served_subdivisions: vec!["AE-DU".into()],
+        token: Some(proto::Token { kind: proto::TokenKind::Utility as i32, ..Default::default() }),
+        tokens: vec![proto::Token { kind: proto::TokenKind::Stablecoin as i32, ..Default::default() }],
+        asset_details: vec![proto::Asset { symbol: "usdc".into(), ..Default::default() }],
+        data: Some(proto::DataHandling {
+            sensitive_subjects: 10_000,
+            important_data: true,
+            sectors: vec![proto::DataSector::Payments as i32],
+            replica_regions: vec!["SG".into()],
+            record_retention_days: 1825,
+            ..Default::default()
+        }),
+        aml: Some(proto::Aml { travel_rule: true, ..Default::default() }),
+        operator: Some(proto::Operator {
+            licences: vec![proto::Licence { regulator: "vara".into(), kind: "VASP".into(), ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn reads_schema_v2_attributes() {
+    let cases = [
+        (r#"any node_subdivisions in ["UA-43", "UA-14"]"#, true),
+        (r#"any node_subdivisions == "UA-14""#, false),
+        (r#"any served_subdivisions == "AE-DU""#, true),
+        ("data.sensitive_subjects >= 10000", true),
+        ("data.sensitive_subjects > 10000", false),
+        ("data.important_data", true),
+        (r#"any data.sectors == "payments""#, true),
+        (r#"any data.sectors == "health""#, false),
+        (r#"any data.replica_regions == "SG""#, true),
+        ("data.record_retention_days >= 1825", true),
+        ("present(aml) and aml.travel_rule", true),
+        ("aml.sanctions_screening or aml.customer_due_diligence", false),
+        // asset_details symbols reach `assets`, so older rules still see them.
+        (r#"any assets == "USDC""#, true),
+        // `token.*` reads the legacy token, which comes first.
+        (r#"token.kind == "utility""#, true),
+        (r#"token.kind == "stablecoin""#, false),
+        // Regulator and kind are normalised at conversion, so they match whatever the portal sent.
+        (r#"any operator.licences where (regulator == "VARA" and kind == "vasp")"#, true),
+    ];
+    let req = request_v2();
+    for (when, want) in cases {
+        let p = policy(&rule("r", "deny", when));
+        assert_eq!(!p.evaluate(&req, Day(20_000)).matched.is_empty(), want, "{when}");
+    }
+}
+
+#[test]
+fn licence_literals_are_checked_against_their_case() {
+    assert!(errors(r#"any operator.licences where (kind == "VASP")"#).contains(r#"write "vasp""#));
+    assert!(errors(r#"any operator.licences where (regulator == "vara")"#).contains(r#"write "VARA""#));
 }

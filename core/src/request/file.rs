@@ -42,6 +42,28 @@ pub struct RequestFile {
     operator: Option<OperatorFile>,
     labels: BTreeMap<String, String>,
     assets: Vec<String>,
+    node_subdivisions: Vec<String>,
+    served_subdivisions: Vec<String>,
+    asset_details: Vec<AssetFile>,
+    tokens: Vec<TokenFile>,
+    aml: Option<AmlFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AssetFile {
+    symbol: String,
+    classes: Vec<String>,
+    peg_currency: String,
+    authorisations: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AmlFile {
+    travel_rule: bool,
+    sanctions_screening: bool,
+    customer_due_diligence: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +104,11 @@ struct DataFile {
     erasure_mechanism: String,
     dpia_done: bool,
     transfer_mechanisms: Vec<String>,
+    sensitive_subjects: u64,
+    important_data: bool,
+    sectors: Vec<String>,
+    replica_regions: Vec<String>,
+    record_retention_days: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +135,9 @@ struct LicenceFile {
     regulator: String,
     kind: String,
     id: String,
+    status: String,
+    expires: String,
+    activities: Vec<String>,
 }
 
 fn one(def: &EnumDef, field: &str, name: &str) -> Result<i32, RequestError> {
@@ -169,20 +199,7 @@ impl RequestFile {
             consensus_node_regions: self.consensus_node_regions.clone(),
             served_jurisdictions: self.served_jurisdictions.clone(),
             serves_retail: self.serves_retail,
-            token: self
-                .token
-                .as_ref()
-                .map(|t| {
-                    Ok::<_, RequestError>(proto::Token {
-                        kind: one(&TOKEN_KIND, "token.kind", &t.kind)?,
-                        transferable: t.transferable,
-                        tradable: t.tradable,
-                        peg_currency: t.peg_currency.clone(),
-                        validator_reward: t.validator_reward,
-                        backing: one(&STABLECOIN_BACKING, "token.backing", &t.backing)?,
-                    })
-                })
-                .transpose()?,
+            token: self.token.as_ref().map(|t| t.to_proto("token")).transpose()?,
             gas_payment: one(&GAS_PAYMENT, "gas_payment", &self.gas_payment)?,
             crypto: self
                 .crypto
@@ -218,6 +235,11 @@ impl RequestFile {
                             "data.transfer_mechanisms",
                             &d.transfer_mechanisms,
                         )?,
+                        sensitive_subjects: d.sensitive_subjects,
+                        important_data: d.important_data,
+                        sectors: many(&DATA_SECTOR, "data.sectors", &d.sectors)?,
+                        replica_regions: d.replica_regions.clone(),
+                        record_retention_days: d.record_retention_days,
                     })
                 })
                 .transpose()?,
@@ -226,20 +248,77 @@ impl RequestFile {
                 log_retention_days: m.log_retention_days,
             }),
             end_user_identity: one(&END_USER_IDENTITY, "end_user_identity", &self.end_user_identity)?,
-            operator: self.operator.as_ref().map(|o| proto::Operator {
-                entity_country: o.entity_country.clone(),
-                is_ciio: o.is_ciio,
-                cac_filing_id: o.cac_filing_id.clone(),
-                licences: o
-                    .licences
-                    .iter()
-                    .map(|l| proto::Licence { regulator: l.regulator.clone(), kind: l.kind.clone(), id: l.id.clone() })
-                    .collect(),
-                registrations: o.registrations.clone(),
-                public_scope_eso: o.public_scope_eso,
-            }),
+            operator: self
+                .operator
+                .as_ref()
+                .map(|o| {
+                    Ok::<_, RequestError>(proto::Operator {
+                        entity_country: o.entity_country.clone(),
+                        is_ciio: o.is_ciio,
+                        cac_filing_id: o.cac_filing_id.clone(),
+                        licences: o
+                            .licences
+                            .iter()
+                            .enumerate()
+                            .map(|(i, l)| {
+                                let at = |f: &str| format!("operator.licences[{i}].{f}");
+                                Ok(proto::Licence {
+                                    regulator: l.regulator.clone(),
+                                    kind: l.kind.clone(),
+                                    id: l.id.clone(),
+                                    status: one(&LICENCE_STATUS, &at("status"), &l.status)?,
+                                    expires: l.expires.clone(),
+                                    activities: many(&SERVICE, &at("activities"), &l.activities)?,
+                                })
+                            })
+                            .collect::<Result<_, RequestError>>()?,
+                        registrations: o.registrations.clone(),
+                        public_scope_eso: o.public_scope_eso,
+                    })
+                })
+                .transpose()?,
             labels: self.labels.clone().into_iter().collect(),
             assets: self.assets.clone(),
+            node_subdivisions: self.node_subdivisions.clone(),
+            served_subdivisions: self.served_subdivisions.clone(),
+            asset_details: self
+                .asset_details
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    Ok(proto::Asset {
+                        symbol: a.symbol.clone(),
+                        classes: many(&ASSET_CLASS, &format!("asset_details[{i}].classes"), &a.classes)?,
+                        peg_currency: a.peg_currency.clone(),
+                        authorisations: a.authorisations.clone(),
+                    })
+                })
+                .collect::<Result<_, RequestError>>()?,
+            tokens: self
+                .tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| t.to_proto(&format!("tokens[{i}]")))
+                .collect::<Result<_, _>>()?,
+            aml: self.aml.as_ref().map(|a| proto::Aml {
+                travel_rule: a.travel_rule,
+                sanctions_screening: a.sanctions_screening,
+                customer_due_diligence: a.customer_due_diligence,
+            }),
+        })
+    }
+}
+
+impl TokenFile {
+    fn to_proto(&self, field: &str) -> Result<proto::Token, RequestError> {
+        use schema::*;
+        Ok(proto::Token {
+            kind: one(&TOKEN_KIND, &format!("{field}.kind"), &self.kind)?,
+            transferable: self.transferable,
+            tradable: self.tradable,
+            peg_currency: self.peg_currency.clone(),
+            validator_reward: self.validator_reward,
+            backing: one(&STABLECOIN_BACKING, &format!("{field}.backing"), &self.backing)?,
         })
     }
 }

@@ -301,6 +301,48 @@ pub struct DeploymentRequest {
     /// Asset symbols the deployment lists, trades or holds, e.g. "BTC".
     #[prost(string, repeated, tag = "25")]
     pub assets: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// ISO 3166-2 subdivisions where nodes run, e.g. "UA-43", "RU-IRK", "AE-DU". The country
+    /// part of each must also appear in node_regions.
+    #[prost(string, repeated, tag = "26")]
+    pub node_subdivisions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// ISO 3166-2 subdivisions served; the country part of each must appear in
+    /// served_jurisdictions.
+    #[prost(string, repeated, tag = "27")]
+    pub served_subdivisions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Typed assets. Each symbol is also added to `assets`, so rules over `assets` see it.
+    #[prost(message, repeated, tag = "28")]
+    pub asset_details: ::prost::alloc::vec::Vec<Asset>,
+    /// Further tokens. Policies see one list: `token` first, then these.
+    #[prost(message, repeated, tag = "29")]
+    pub tokens: ::prost::alloc::vec::Vec<Token>,
+    #[prost(message, optional, tag = "30")]
+    pub aml: ::core::option::Option<Aml>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Asset {
+    /// Symbol, e.g. "USDC" (required; upper-cased).
+    #[prost(string, tag = "1")]
+    pub symbol: ::prost::alloc::string::String,
+    #[prost(enumeration = "AssetClass", repeated, tag = "2")]
+    pub classes: ::prost::alloc::vec::Vec<i32>,
+    /// ISO 4217 code of the currency a stablecoin is pegged to (upper-cased).
+    #[prost(string, tag = "3")]
+    pub peg_currency: ::prost::alloc::string::String,
+    /// Authorisations the asset holds, lower_snake strings such as "mica_emt",
+    /// "genius_permitted", "mas_regulated_stablecoin", "ojk_listed".
+    #[prost(string, repeated, tag = "4")]
+    pub authorisations: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// Anti-money-laundering controls the service implements.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Aml {
+    /// The service implements the travel rule (originator and beneficiary data with transfers).
+    #[prost(bool, tag = "1")]
+    pub travel_rule: bool,
+    #[prost(bool, tag = "2")]
+    pub sanctions_screening: bool,
+    #[prost(bool, tag = "3")]
+    pub customer_due_diligence: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Protocol {
@@ -359,6 +401,19 @@ pub struct DataHandling {
     /// Safeguards in place for cross-border transfer of personal data.
     #[prost(enumeration = "TransferMechanism", repeated, tag = "8")]
     pub transfer_mechanisms: ::prost::alloc::vec::Vec<i32>,
+    /// People whose sensitive personal data is processed.
+    #[prost(uint64, tag = "9")]
+    pub sensitive_subjects: u64,
+    /// The data includes "important data" (China DSL Art. 21 and similar regimes).
+    #[prost(bool, tag = "10")]
+    pub important_data: bool,
+    #[prost(enumeration = "DataSector", repeated, tag = "11")]
+    pub sectors: ::prost::alloc::vec::Vec<i32>,
+    /// Regions holding replicas; storage_regions is where the primary copy lives.
+    #[prost(string, repeated, tag = "12")]
+    pub replica_regions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(uint64, tag = "13")]
+    pub record_retention_days: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Moderation {
@@ -397,6 +452,14 @@ pub struct Licence {
     pub kind: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub id: ::prost::alloc::string::String,
+    #[prost(enumeration = "LicenceStatus", tag = "4")]
+    pub status: i32,
+    /// Last day of validity, YYYY-MM-DD; empty: no expiry.
+    #[prost(string, tag = "5")]
+    pub expires: ::prost::alloc::string::String,
+    /// Activities the licence covers.
+    #[prost(enumeration = "Service", repeated, tag = "6")]
+    pub activities: ::prost::alloc::vec::Vec<i32>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetCheckpointRequest {}
@@ -547,6 +610,59 @@ impl Effect {
             "EFFECT_DENY" => Some(Self::Deny),
             "EFFECT_WARN" => Some(Self::Warn),
             "EFFECT_ALLOW" => Some(Self::Allow),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AssetClass {
+    Unspecified = 0,
+    VirtualCurrency = 1,
+    Stablecoin = 2,
+    EMoneyToken = 3,
+    AssetReferencedToken = 4,
+    PrivacyCoin = 5,
+    Cbdc = 6,
+    SecurityToken = 7,
+    UtilityToken = 8,
+    Nft = 9,
+    Rwa = 10,
+}
+impl AssetClass {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "ASSET_CLASS_UNSPECIFIED",
+            Self::VirtualCurrency => "ASSET_CLASS_VIRTUAL_CURRENCY",
+            Self::Stablecoin => "ASSET_CLASS_STABLECOIN",
+            Self::EMoneyToken => "ASSET_CLASS_E_MONEY_TOKEN",
+            Self::AssetReferencedToken => "ASSET_CLASS_ASSET_REFERENCED_TOKEN",
+            Self::PrivacyCoin => "ASSET_CLASS_PRIVACY_COIN",
+            Self::Cbdc => "ASSET_CLASS_CBDC",
+            Self::SecurityToken => "ASSET_CLASS_SECURITY_TOKEN",
+            Self::UtilityToken => "ASSET_CLASS_UTILITY_TOKEN",
+            Self::Nft => "ASSET_CLASS_NFT",
+            Self::Rwa => "ASSET_CLASS_RWA",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "ASSET_CLASS_UNSPECIFIED" => Some(Self::Unspecified),
+            "ASSET_CLASS_VIRTUAL_CURRENCY" => Some(Self::VirtualCurrency),
+            "ASSET_CLASS_STABLECOIN" => Some(Self::Stablecoin),
+            "ASSET_CLASS_E_MONEY_TOKEN" => Some(Self::EMoneyToken),
+            "ASSET_CLASS_ASSET_REFERENCED_TOKEN" => Some(Self::AssetReferencedToken),
+            "ASSET_CLASS_PRIVACY_COIN" => Some(Self::PrivacyCoin),
+            "ASSET_CLASS_CBDC" => Some(Self::Cbdc),
+            "ASSET_CLASS_SECURITY_TOKEN" => Some(Self::SecurityToken),
+            "ASSET_CLASS_UTILITY_TOKEN" => Some(Self::UtilityToken),
+            "ASSET_CLASS_NFT" => Some(Self::Nft),
+            "ASSET_CLASS_RWA" => Some(Self::Rwa),
             _ => None,
         }
     }
@@ -999,6 +1115,44 @@ impl PrivacyFeature {
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
+pub enum DataSector {
+    Unspecified = 0,
+    Health = 1,
+    Payments = 2,
+    Finance = 3,
+    Telecom = 4,
+    Government = 5,
+}
+impl DataSector {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "DATA_SECTOR_UNSPECIFIED",
+            Self::Health => "DATA_SECTOR_HEALTH",
+            Self::Payments => "DATA_SECTOR_PAYMENTS",
+            Self::Finance => "DATA_SECTOR_FINANCE",
+            Self::Telecom => "DATA_SECTOR_TELECOM",
+            Self::Government => "DATA_SECTOR_GOVERNMENT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "DATA_SECTOR_UNSPECIFIED" => Some(Self::Unspecified),
+            "DATA_SECTOR_HEALTH" => Some(Self::Health),
+            "DATA_SECTOR_PAYMENTS" => Some(Self::Payments),
+            "DATA_SECTOR_FINANCE" => Some(Self::Finance),
+            "DATA_SECTOR_TELECOM" => Some(Self::Telecom),
+            "DATA_SECTOR_GOVERNMENT" => Some(Self::Government),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
 pub enum ErasureMechanism {
     Unspecified = 0,
     None = 1,
@@ -1106,6 +1260,44 @@ impl EndUserIdentity {
             "END_USER_IDENTITY_ANONYMOUS" => Some(Self::Anonymous),
             "END_USER_IDENTITY_KYC" => Some(Self::Kyc),
             "END_USER_IDENTITY_REAL_NAME" => Some(Self::RealName),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum LicenceStatus {
+    Unspecified = 0,
+    Active = 1,
+    Pending = 2,
+    Suspended = 3,
+    Revoked = 4,
+    Expired = 5,
+}
+impl LicenceStatus {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "LICENCE_STATUS_UNSPECIFIED",
+            Self::Active => "LICENCE_STATUS_ACTIVE",
+            Self::Pending => "LICENCE_STATUS_PENDING",
+            Self::Suspended => "LICENCE_STATUS_SUSPENDED",
+            Self::Revoked => "LICENCE_STATUS_REVOKED",
+            Self::Expired => "LICENCE_STATUS_EXPIRED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "LICENCE_STATUS_UNSPECIFIED" => Some(Self::Unspecified),
+            "LICENCE_STATUS_ACTIVE" => Some(Self::Active),
+            "LICENCE_STATUS_PENDING" => Some(Self::Pending),
+            "LICENCE_STATUS_SUSPENDED" => Some(Self::Suspended),
+            "LICENCE_STATUS_REVOKED" => Some(Self::Revoked),
+            "LICENCE_STATUS_EXPIRED" => Some(Self::Expired),
             _ => None,
         }
     }
