@@ -90,6 +90,8 @@ pub struct Rule {
     pub effective_from: Option<Day>,
     /// Last day the rule is in force is the day before this one (exclusive).
     pub effective_until: Option<Day>,
+    /// The day a person last checked the rule against its source (see [`lint::review`]).
+    pub reviewed: Option<source::Reviewed>,
     /// The condition as written, for explanations.
     pub when: String,
     /// Line and column of the rule's id in its file, for warnings.
@@ -216,6 +218,7 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
                 url: r.url.clone(),
                 effective_from: r.effective_from.as_ref().map(|d| *d.get_ref()),
                 effective_until: r.effective_until.as_ref().map(|d| *d.get_ref()),
+                reviewed: r.reviewed.as_ref().map(|d| source::Reviewed::at(&doc.file, &doc.text, d)),
                 when: r.when.clone(),
                 position: {
                     let d = Diagnostic::at(&doc.file, &doc.text, r.id.span(), "");

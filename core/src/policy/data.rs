@@ -4,6 +4,7 @@
 //! ```toml
 //! description = "OFAC SDN list: digital currency addresses"
 //! source = "https://sanctionssearch.ofac.treas.gov/"
+//! reviewed = 2026-12-02          # the day a person last checked it against its source
 //! normalize = "lowercase"        # or "uppercase", "none"
 //!
 //! [[entry]]
@@ -15,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use super::source::Reviewed;
 use super::toml_read::Reader;
 use crate::diag::Diagnostic;
 use crate::schema::Case;
@@ -29,6 +31,12 @@ pub const MAX_FILE_BYTES: usize = 16 << 20;
 pub struct DataSet {
     pub name: String,
     pub case: Option<Case>,
+    /// The file as named in diagnostics.
+    pub file: String,
+    /// Where the list comes from (its `source`), for `silkgate check`.
+    pub source: Option<String>,
+    /// The day a person last checked the file against its source.
+    pub reviewed: Option<Reviewed>,
     entries: HashMap<Box<str>, Vec<(Day, Day)>>,
 }
 
@@ -59,9 +67,10 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<DataSet, Vec<Diagnost
     };
     let span = root.span();
     let root = root.get_ref();
-    r.check_keys(root, &["description", "source", "normalize", "entry"], "the data file");
+    r.check_keys(root, &["description", "source", "reviewed", "normalize", "entry"], "the data file");
     r.string(root, span.clone(), "description", "the data file", false);
-    r.string(root, span.clone(), "source", "the data file", false);
+    let source = r.string(root, span.clone(), "source", "the data file", false).map(|s| s.into_inner());
+    let reviewed = r.date(root, "reviewed").map(|d| Reviewed::at(file, text, &d));
     let case = match r.string(root, span, "normalize", "the data file", false) {
         None => None,
         Some(n) => match n.get_ref().as_str() {
@@ -100,7 +109,11 @@ pub fn parse(name: &str, file: &str, text: &str) -> Result<DataSet, Vec<Diagnost
         let period = (from.map_or(Day::MIN, |d| *d.get_ref()), until.map_or(Day::MAX, |d| *d.get_ref()));
         entries.entry(s.into_boxed_str()).or_default().push(period);
     }
-    if r.diags.is_empty() { Ok(DataSet { name: name.to_string(), case, entries }) } else { Err(r.diags) }
+    if r.diags.is_empty() {
+        Ok(DataSet { name: name.to_string(), case, file: file.to_string(), source, reviewed, entries })
+    } else {
+        Err(r.diags)
+    }
 }
 
 #[cfg(test)]

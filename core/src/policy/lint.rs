@@ -1,6 +1,8 @@
 //! Warnings about rules that load but are probably not what the author meant: rules
 //! that can never match, rules that duplicate another's condition, and rules out of
-//! force on the day checked.
+//! force on the day checked. And the pack's upkeep ([`review`]): rules and data files
+//! not reviewed lately, or missing their sources; and what comes into force next
+//! ([`upcoming`]).
 
 use std::collections::HashMap;
 
@@ -48,6 +50,108 @@ pub fn lint(policy: &Policy, today: Day) -> Vec<Diagnostic> {
             ));
         }
     }
+    out
+}
+
+/// How many days a `reviewed` date stays fresh: `silkgate check` warns about rules and
+/// data files reviewed longer ago than this (`--review-days` overrides it).
+pub const REVIEW_MAX_AGE_DAYS: u32 = 180;
+
+/// The pack's upkeep as of `today`, over every policy (a data file shared by several
+/// policies is reported once). Warnings: a rule with no `url`, a data file with no
+/// `source`, a rule or data file with no `reviewed` date or one more than `max_age_days`
+/// before `today`. Errors: a `reviewed` date after `today` (a typo, or a clock that is
+/// wrong; either way the date cannot be trusted).
+pub fn review<'a>(policies: impl IntoIterator<Item = &'a Policy>, today: Day, max_age_days: u32) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut data_seen = std::collections::HashSet::new();
+    for policy in policies {
+        for r in &policy.rules {
+            let at = |msg: String, (line, column): (usize, usize)| {
+                let mut d = Diagnostic::file(&policy.file, msg);
+                (d.line, d.column) = (line, column);
+                d
+            };
+            let what = format!("rule `{}`", r.id);
+            if r.url.is_empty() {
+                out.push(
+                    at(format!("{what} has no `url`"), r.position)
+                        .warning()
+                        .with_help("link the text its citation names, so a reader can check the rule"),
+                );
+            }
+            out.extend(freshness(&what, r.reviewed, today, max_age_days, |m, p| at(m, p.unwrap_or(r.position))));
+        }
+        for set in &policy.data {
+            if !data_seen.insert(set.file.as_str()) {
+                continue;
+            }
+            let at = |msg: String, pos: Option<(usize, usize)>| {
+                let mut d = Diagnostic::file(&set.file, msg);
+                if let Some((line, column)) = pos {
+                    (d.line, d.column) = (line, column);
+                }
+                d
+            };
+            if set.source.as_deref().is_none_or(str::is_empty) {
+                out.push(
+                    at("data file has no `source`".to_string(), None)
+                        .warning()
+                        .with_help("say where the list comes from: `source = \"https://...\"`"),
+                );
+            }
+            out.extend(freshness("data file", set.reviewed, today, max_age_days, at));
+        }
+    }
+    out
+}
+
+/// The `reviewed` checks shared by rules and data files. `at` makes a diagnostic at the
+/// date's position, or at the rule or file when there is no date.
+fn freshness(
+    what: &str,
+    reviewed: Option<super::source::Reviewed>,
+    today: Day,
+    max_age_days: u32,
+    at: impl Fn(String, Option<(usize, usize)>) -> Diagnostic,
+) -> Option<Diagnostic> {
+    let Some(rev) = reviewed else {
+        return Some(
+            at(format!("{what} has no `reviewed` date"), None)
+                .warning()
+                .with_help("add `reviewed = YYYY-MM-DD`, the day a person last checked it against its source"),
+        );
+    };
+    let age = i64::from(today.0) - i64::from(rev.day.0);
+    if age < 0 {
+        Some(at(
+            format!("{what} has a `reviewed` date in the future: {} (today is {today})", rev.day),
+            Some(rev.position),
+        ))
+    } else if age > i64::from(max_age_days) {
+        Some(
+            at(
+                format!("{what} was last reviewed on {}, {age} days ago (more than {max_age_days})", rev.day),
+                Some(rev.position),
+            )
+            .warning(),
+        )
+    } else {
+        None
+    }
+}
+
+/// Rules that come into force after `today`, soonest first: what is about to change.
+pub fn upcoming<'a>(
+    policies: impl IntoIterator<Item = &'a Policy>,
+    today: Day,
+) -> Vec<(Day, &'a Policy, &'a super::Rule)> {
+    let mut out: Vec<_> = policies
+        .into_iter()
+        .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+        .filter_map(|(p, r)| r.effective_from.filter(|&f| f > today).map(|f| (f, p, r)))
+        .collect();
+    out.sort_by(|a, b| (a.0, &a.1.jurisdiction, &a.2.id).cmp(&(b.0, &b.1.jurisdiction, &b.2.id)));
     out
 }
 
@@ -158,5 +262,104 @@ mod tests {
         assert!(all.contains("rule `g` is not in force until 2027-01-01"), "{all}");
         assert!(!all.contains("rule `h`") && !all.contains("rule `i`"), "{all}");
         assert!(!all.contains("rule `c` "), "{all}");
+    }
+
+    const TODAY: Day = Day(20_785); // 2026-11-28
+
+    fn policy_with(rules: &str, data: Option<&str>) -> Policy {
+        let head = "[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"allow\"\n";
+        let table = if data.is_some() { "[data.list]\nfile = \"data/list.toml\"\n" } else { "" };
+        let doc = super::super::source::parse("p/t.toml", &format!("{head}{table}{rules}")).unwrap();
+        let texts: Vec<super::super::DataText> = data.iter().map(|t| Ok(t.to_string())).collect();
+        super::super::build(&doc, &texts).unwrap()
+    }
+
+    fn reviewed_rule(id: &str, extra: &str) -> String {
+        rule(id, "serves_retail", &format!("url = \"https://example.org/law\"\n{extra}"))
+    }
+
+    fn review_of(p: &Policy) -> Vec<String> {
+        review([p], TODAY, REVIEW_MAX_AGE_DAYS).iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn review_age_is_inclusive_at_the_bound() {
+        assert_eq!(Day::from_ymd(2026, 11, 28), TODAY);
+        let at_bound = Day(TODAY.0 - 180);
+        let past = Day(TODAY.0 - 181);
+        let p = policy_with(
+            &[
+                reviewed_rule("fresh", &format!("reviewed = {at_bound}\n")),
+                reviewed_rule("stale", &format!("reviewed = {past}\n")),
+                reviewed_rule("today", &format!("reviewed = {TODAY}\n")),
+            ]
+            .concat(),
+            None,
+        );
+        let w = review_of(&p);
+        assert_eq!(w.len(), 1, "{w:?}");
+        // The stale rule's date is on line 22 (6 lines of header, 8 a rule), column 12.
+        assert!(
+            w[0].starts_with(&format!(
+                "p/t.toml:22:12: warning: rule `stale` was last reviewed on {past}, 181 days ago (more than 180)"
+            )),
+            "{w:?}"
+        );
+        // The bound is the flag's: a longer one forgives the stale rule.
+        assert!(review([&p], TODAY, 181).is_empty());
+    }
+
+    #[test]
+    fn a_future_review_date_is_an_error_at_its_position() {
+        let tomorrow = Day(TODAY.0 + 1);
+        let p = policy_with(&reviewed_rule("r", &format!("reviewed = {tomorrow}\n")), None);
+        let d = review([&p], TODAY, REVIEW_MAX_AGE_DAYS);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].is_error());
+        assert_eq!(
+            d[0].to_string(),
+            format!(
+                "p/t.toml:14:12: error: rule `r` has a `reviewed` date in the future: {tomorrow} (today is {TODAY})"
+            )
+        );
+    }
+
+    #[test]
+    fn missing_review_dates_and_sources_are_warnings() {
+        let p = policy_with(&rule("bare", "serves_retail", ""), Some("[[entry]]\nvalue = \"x\"\n"));
+        let w = review_of(&p);
+        let all = w.join("\n");
+        assert!(all.contains("p/t.toml:10:6: warning: rule `bare` has no `url`"), "{all}");
+        assert!(all.contains("p/t.toml:10:6: warning: rule `bare` has no `reviewed` date"), "{all}");
+        assert!(all.contains("p/data/list.toml:1:1: warning: data file has no `source`"), "{all}");
+        assert!(all.contains("p/data/list.toml:1:1: warning: data file has no `reviewed` date"), "{all}");
+        assert_eq!(w.len(), 4, "{all}");
+        assert!(review([&p], TODAY, REVIEW_MAX_AGE_DAYS).iter().all(|d| !d.is_error()));
+
+        // A data file with both, reviewed long ago, shared by two policies: one warning, at its date.
+        let data = "source = \"https://example.org/list\"\nreviewed = 2025-01-01\n[[entry]]\nvalue = \"x\"\n";
+        let q = policy_with(&reviewed_rule("r", &format!("reviewed = {TODAY}\n")), Some(data));
+        let w: Vec<String> = review([&q, &q], TODAY, REVIEW_MAX_AGE_DAYS).iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            w,
+            ["p/data/list.toml:2:12: warning: data file was last reviewed on 2025-01-01, 696 days ago (more than 180)"]
+        );
+    }
+
+    #[test]
+    fn lists_rules_coming_into_force_soonest_first() {
+        let p = policy_with(
+            &[
+                reviewed_rule("later", "effective_from = 2027-07-01\n"),
+                reviewed_rule("now", &format!("effective_from = {TODAY}\n")),
+                reviewed_rule("sooner", "effective_from = 2026-11-29\n"),
+                reviewed_rule("always", ""),
+            ]
+            .concat(),
+            None,
+        );
+        let got: Vec<(String, &str)> =
+            upcoming([&p], TODAY).iter().map(|(d, _, r)| (d.to_string(), r.id.as_str())).collect();
+        assert_eq!(got, [("2026-11-29".to_string(), "sooner"), ("2027-07-01".to_string(), "later")]);
     }
 }

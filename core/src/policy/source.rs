@@ -66,7 +66,26 @@ pub struct RuleDoc {
     pub url: String,
     pub effective_from: Option<Spanned<Day>>,
     pub effective_until: Option<Spanned<Day>>,
+    /// The day a person last checked the rule against its source.
+    pub reviewed: Option<Spanned<Day>>,
     pub span: Range<usize>,
+}
+
+/// A `reviewed = YYYY-MM-DD` date (on a rule or at the top of a data file): the day a
+/// person last checked the entry against its source. `silkgate check` reads it; it has
+/// no effect on decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reviewed {
+    pub day: Day,
+    /// Line and column of the date in its file.
+    pub position: (usize, usize),
+}
+
+impl Reviewed {
+    pub fn at(file: &str, text: &str, date: &Spanned<Day>) -> Reviewed {
+        let d = Diagnostic::at(file, text, date.span(), "");
+        Reviewed { day: *date.get_ref(), position: (d.line, d.column) }
+    }
 }
 
 impl RuleDoc {
@@ -93,7 +112,7 @@ pub const MAX_DATA_SETS: usize = 64;
 
 const POLICY_KEYS: &[&str] = &["id", "jurisdiction", "name", "version", "default", "description"];
 const RULE_KEYS: &[&str] =
-    &["id", "effect", "when", "message", "citation", "url", "effective_from", "effective_until", "note"];
+    &["id", "effect", "when", "message", "citation", "url", "effective_from", "effective_until", "reviewed", "note"];
 
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
@@ -204,6 +223,7 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
         r.string(t, span.clone(), "note", "[[rule]]", false);
         let from = r.date(t, "effective_from");
         let until = r.date(t, "effective_until");
+        let reviewed = r.date(t, "reviewed");
         if let Some(id) = &id
             && !valid_id(id.get_ref())
         {
@@ -255,6 +275,7 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
                 url: url.map(Spanned::into_inner).unwrap_or_default(),
                 effective_from: from,
                 effective_until: until,
+                reviewed,
                 span,
             });
         }
