@@ -185,7 +185,12 @@ fn moderation(r: &mut Rng) -> Moderation {
 }
 
 fn licence(regulator: &str, kind: &str, r: &mut Rng) -> Licence {
-    Licence { regulator: regulator.into(), kind: kind.into(), id: format!("{regulator}-{:06}", r.next() % 1_000_000) }
+    Licence {
+        regulator: regulator.into(),
+        kind: kind.into(),
+        id: format!("{regulator}-{:06}", r.next() % 1_000_000),
+        ..Default::default()
+    }
 }
 
 fn personal_data(r: &mut Rng, regions: &[&str]) -> DataHandling {
@@ -217,6 +222,7 @@ fn personal_data(r: &mut Rng, regions: &[&str]) -> DataHandling {
             .into_iter()
             .map(|t| t as i32)
             .collect(),
+        ..Default::default()
     }
 }
 
