@@ -34,18 +34,7 @@ async fn start(dir: &Path, options: Options) -> std::net::SocketAddr {
 }
 
 async fn start_with_state(dir: &Path, options: Options) -> (std::net::SocketAddr, Arc<NodeState>) {
-    let policy = dir.join("policy");
-    std::fs::create_dir_all(&policy).unwrap();
-    std::fs::write(policy.join("xx.toml"), format!("{}{EXCHANGE_RULE}", common::POLICY)).unwrap();
-    let policies = silkgate::loader::load_dir(&policy, None).unwrap();
-    let key = silkgate::keys::load_or_create(&dir.join("node.key")).unwrap();
-    let signer = Arc::new(key.signer);
-    let log = silkgate::log::open(dir, "hostile", signer.clone()).unwrap();
-    let state = Arc::new(NodeState::new("hostile".into(), policies, signer, key.valid_from, 60, Some(log)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(silkgate::server::run_with(listener, state.clone(), options, std::future::pending()));
-    (addr, state)
+    common::start_in_process(dir, &format!("{}{EXCHANGE_RULE}", common::POLICY), "hostile", options).await
 }
 
 /// A message sent as the exact bytes given.

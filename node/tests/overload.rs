@@ -16,18 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 
 /// Starts the node in this process on 127.0.0.1, with a log in `dir`.
 async fn start(dir: &std::path::Path, options: Options) -> (std::net::SocketAddr, Arc<NodeState>) {
-    let policy = dir.join("policy");
-    std::fs::create_dir_all(&policy).unwrap();
-    std::fs::write(policy.join("xx.toml"), common::POLICY).unwrap();
-    let policies = silkgate::loader::load_dir(&policy, None).unwrap();
-    let key = silkgate::keys::load_or_create(&dir.join("node.key")).unwrap();
-    let signer = Arc::new(key.signer);
-    let log = silkgate::log::open(dir, "overload", signer.clone()).unwrap();
-    let state = Arc::new(NodeState::new("overload".into(), policies, signer, key.valid_from, 60, Some(log)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(silkgate::server::run_with(listener, state.clone(), options, std::future::pending()));
-    (addr, state)
+    common::start_in_process(dir, common::POLICY, "overload", options).await
 }
 
 /// A connection from `ip` (any 127.x.y.z is this host); with a stream window of 0 it can

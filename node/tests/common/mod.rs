@@ -1,4 +1,5 @@
-//! Helpers shared by the tests that run the `silkgate` binary as a process.
+//! Helpers shared by the tests that run the `silkgate` binary as a process, or the
+//! server in the test's own process.
 #![allow(dead_code)]
 
 pub mod log_files;
@@ -144,3 +145,32 @@ when = 'deployment_kind == "mining"'
 message = "no mining"
 citation = "XX Act s. 1"
 "#;
+
+/// Starts the server in this process on 127.0.0.1: `policy` is its only policy
+/// (`xx.toml`), its key and decision log live in `dir`, `node_id` names it.
+pub async fn start_in_process(
+    dir: &Path,
+    policy: &str,
+    node_id: &str,
+    options: silkgate::server::Options,
+) -> (std::net::SocketAddr, std::sync::Arc<silkgate::service::NodeState>) {
+    let policy_dir = dir.join("policy");
+    std::fs::create_dir_all(&policy_dir).unwrap();
+    std::fs::write(policy_dir.join("xx.toml"), policy).unwrap();
+    let policies = silkgate::loader::load_dir(&policy_dir, None).unwrap();
+    let key = silkgate::keys::load_or_create(&dir.join("node.key")).unwrap();
+    let signer = std::sync::Arc::new(key.signer);
+    let log = silkgate::log::open(dir, node_id, signer.clone()).unwrap();
+    let state = std::sync::Arc::new(silkgate::service::NodeState::new(
+        node_id.into(),
+        policies,
+        signer,
+        key.valid_from,
+        60,
+        Some(log),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(silkgate::server::run_with(listener, state.clone(), options, std::future::pending()));
+    (addr, state)
+}
