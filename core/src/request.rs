@@ -10,6 +10,7 @@ pub mod file;
 use std::collections::BTreeMap;
 
 use crate::proto;
+use crate::time::Day;
 
 /// Enum lists are bit sets over the enum numbers (every enum here has fewer than 64 values).
 pub type EnumSet = u64;
@@ -130,9 +131,17 @@ pub struct Licence {
     pub kind: String,
     pub id: String,
     pub status: i32,
-    /// `YYYY-MM-DD` or empty.
-    pub expires: String,
+    /// The last day the licence is valid; `None` when the request gave no date.
+    pub expires: Option<Day>,
     pub activities: EnumSet,
+}
+
+impl Licence {
+    /// Active, and not past its expiry date on `day` (a licence is valid through the
+    /// day it expires). A licence with no status is not in force.
+    pub fn in_force(&self, day: Day) -> bool {
+        self.status == proto::LicenceStatus::Active as i32 && self.expires.is_none_or(|e| day <= e)
+    }
 }
 
 /// Why a request was refused, naming the field path inside `DeploymentRequest`.
@@ -236,7 +245,10 @@ impl TryFrom<proto::DeploymentRequest> for Request {
                     symbol: text(&at("symbol"), symbol)?.to_ascii_uppercase(),
                     classes: enum_set::<proto::AssetClass>(&at("classes"), &classes)?,
                     peg_currency: text(&at("peg_currency"), peg_currency)?.to_ascii_uppercase(),
-                    authorisations: texts(&at("authorisations"), authorisations)?,
+                    authorisations: texts(&at("authorisations"), authorisations)?
+                        .into_iter()
+                        .map(|a| a.to_ascii_lowercase())
+                        .collect(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -322,12 +334,12 @@ impl TryFrom<proto::DeploymentRequest> for Request {
                         if regulator.is_empty() {
                             return Err(RequestError::new(at("regulator"), "required"));
                         }
-                        if !expires.is_empty() && !is_date(&expires) {
-                            return Err(RequestError::new(
-                                at("expires"),
-                                format!("`{}` is not a date YYYY-MM-DD", echo(&expires)),
-                            ));
-                        }
+                        let expires = match expires.as_str() {
+                            "" => None,
+                            s => Some(Day::parse(s).filter(|_| is_date(s)).ok_or_else(|| {
+                                RequestError::new(at("expires"), format!("`{}` is not a date YYYY-MM-DD", echo(s)))
+                            })?),
+                        };
                         Ok(Licence {
                             regulator: text(&at("regulator"), regulator)?.to_ascii_uppercase(),
                             kind: text(&at("kind"), kind)?.to_ascii_lowercase(),
@@ -683,10 +695,11 @@ mod tests {
             symbol: "usdt".into(),
             classes: vec![proto::AssetClass::Stablecoin as i32],
             peg_currency: "usd".into(),
-            authorisations: vec!["genius_permitted".into()],
+            authorisations: vec!["GENIUS_Permitted".into()],
         }];
         let r = Request::try_from(p.clone()).unwrap();
         assert_eq!(r.assets, ["BTC", "USDT"]);
+        assert_eq!(r.asset_details[0].authorisations, ["genius_permitted"]);
         assert_eq!(r.asset_details[0].peg_currency, "USD");
         assert_eq!(r.asset_details[0].classes, 1 << proto::AssetClass::Stablecoin as i32);
         p.asset_details[0].classes = vec![0];
@@ -723,6 +736,8 @@ mod tests {
         let l = &r.operator.unwrap().licences[0];
         assert_eq!((l.regulator.as_str(), l.kind.as_str()), ("MAS", "dpt_major_payment_institution"));
         assert_eq!(l.activities, 1 << proto::Service::Exchange as i32);
+        assert_eq!(l.expires, Some(Day::from_ymd(2028, 2, 29)));
+        assert!(l.in_force(Day::from_ymd(2028, 2, 29)) && !l.in_force(Day::from_ymd(2028, 3, 1)));
         for bad in ["2027-02-29", "2027-13-01", "27-01-01", "2027-1-011"] {
             p.operator = Some(proto::Operator { licences: vec![licence(bad)], ..Default::default() });
             assert_eq!(

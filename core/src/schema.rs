@@ -5,7 +5,8 @@
 //! plain function pointers, so evaluation never looks anything up by name.
 
 use crate::proto;
-use crate::request::{EnumSet, Licence, Request};
+use crate::request::{Asset, EnumSet, Licence, Request, Token};
+use crate::time::Day;
 
 /// A closed value set from the proto, named in policies by the lower-case value name
 /// without its prefix (`DEPLOYMENT_KIND_MINING` is `mining`).
@@ -24,6 +25,17 @@ impl EnumDef {
         }
         let full = format!("{}_{}", self.prefix, short.to_ascii_uppercase());
         (self.from_name)(&full).filter(|&n| n != 0)
+    }
+
+    /// The number of a full proto value name, e.g. `DEPLOYMENT_KIND_MINING` -> 5, and 0
+    /// for `DEPLOYMENT_KIND_UNSPECIFIED` (the proto3 JSON form of an enum value).
+    pub fn full_number(&self, full: &str) -> Option<i32> {
+        (self.from_name)(full)
+    }
+
+    /// The full proto name of a number, e.g. 5 -> `DEPLOYMENT_KIND_MINING`.
+    pub fn full_name(&self, n: i32) -> Option<&'static str> {
+        (self.from_number)(n)
     }
 
     /// The policy-side name of a number, e.g. 5 -> `mining`; "unspecified" for zero.
@@ -99,7 +111,8 @@ pub enum Getter {
     Enum(&'static EnumDef, fn(&Request) -> i32),
     EnumSet(&'static EnumDef, fn(&Request) -> EnumSet),
     StrList(Case, fn(&Request) -> &[String]),
-    Licences(fn(&Request) -> &[Licence]),
+    /// A list of messages, tested item by item with `any PATH where (...)`.
+    Items(Items),
     /// A nested message: its only test is `present(...)`.
     Message(fn(&Request) -> bool),
 }
@@ -113,7 +126,7 @@ impl Getter {
             Getter::Enum(def, _) => format!("enum {}", def.name),
             Getter::EnumSet(def, _) => format!("list of enum {}", def.name),
             Getter::StrList(..) => "list of strings".into(),
-            Getter::Licences(_) => "list of licences".into(),
+            Getter::Items(items) => format!("list of {}s", items.noun()),
             Getter::Message(_) => "message".into(),
         }
     }
@@ -152,6 +165,7 @@ pub static ATTRS: &[Attr] = &[
     attr("served_subdivisions", G::StrList(Upper, |r| &r.served_subdivisions)),
     attr("serves_retail", G::Bool(|r| r.serves_retail)),
     attr("token", G::Message(|r| !r.tokens.is_empty())),
+    attr("tokens", G::Items(Items::Tokens(|r| &r.tokens))),
     attr("token.kind", G::Enum(&TOKEN_KIND, |r| r.tokens.first().map_or(0, |t| t.kind))),
     attr("token.transferable", G::Bool(|r| r.tokens.first().is_some_and(|t| t.transferable))),
     attr("token.tradable", G::Bool(|r| r.tokens.first().is_some_and(|t| t.tradable))),
@@ -169,6 +183,7 @@ pub static ATTRS: &[Attr] = &[
     attr("privacy_features", G::EnumSet(&PRIVACY_FEATURE, |r| r.privacy_features)),
     attr("addresses", G::StrList(Lower, |r| &r.addresses)),
     attr("assets", G::StrList(Upper, |r| &r.assets)),
+    attr("asset_details", G::Items(Items::Assets(|r| &r.asset_details))),
     attr("data", G::Message(|r| r.data.is_some())),
     attr("data.pd_on_chain", G::Bool(|r| r.data.as_ref().is_some_and(|d| d.pd_on_chain))),
     attr("data.sensitive_pd", G::Bool(|r| r.data.as_ref().is_some_and(|d| d.sensitive_pd))),
@@ -201,20 +216,139 @@ pub static ATTRS: &[Attr] = &[
     attr("operator.entity_country", G::Str(Upper, |r| r.operator.as_ref().map_or("", |o| &o.entity_country))),
     attr("operator.is_ciio", G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.is_ciio))),
     attr("operator.cac_filing_id", G::Str(AsIs, |r| r.operator.as_ref().map_or("", |o| &o.cac_filing_id))),
-    attr("operator.licences", G::Licences(|r| r.operator.as_ref().map_or(empty(), |o| &o.licences))),
+    attr("operator.licences", G::Items(Items::Licences(|r| r.operator.as_ref().map_or(empty(), |o| &o.licences)))),
     attr("operator.registrations", G::StrList(AsIs, |r| r.operator.as_ref().map_or(empty(), |o| &o.registrations))),
     attr("operator.public_scope_eso", G::Bool(|r| r.operator.as_ref().is_some_and(|o| o.public_scope_eso))),
 ];
 
-/// Reads one string field of a licence.
-pub type LicenceField = fn(&Licence) -> &str;
+/// A list of messages in the request, and how to read it.
+#[derive(Clone, Copy)]
+pub enum Items {
+    Licences(fn(&Request) -> &[Licence]),
+    Tokens(fn(&Request) -> &[Token]),
+    Assets(fn(&Request) -> &[Asset]),
+}
 
-/// Fields of one licence, readable inside `any operator.licences where (...)`, with the
-/// case conversion gives them: `regulator` is upper-cased and `kind` lower-cased, and
-/// policy literals are checked against that form at load, so both match whatever case
-/// a portal sends.
-pub static LICENCE_FIELDS: &[(&str, Case, LicenceField)] =
-    &[("regulator", Upper, |l| &l.regulator), ("kind", Lower, |l| &l.kind), ("id", AsIs, |l| &l.id)];
+impl Items {
+    /// What one item is called in messages: "licence", "token", "asset".
+    pub fn noun(&self) -> &'static str {
+        match self {
+            Items::Licences(_) => "licence",
+            Items::Tokens(_) => "token",
+            Items::Assets(_) => "asset",
+        }
+    }
+
+    /// The fields a `where (...)` over this list can read.
+    pub fn fields(&self) -> &'static [Field] {
+        match self {
+            Items::Licences(_) => LICENCE_FIELDS,
+            Items::Tokens(_) => TOKEN_FIELDS,
+            Items::Assets(_) => ASSET_FIELDS,
+        }
+    }
+
+    pub fn len(&self, r: &Request) -> usize {
+        match self {
+            Items::Licences(g) => g(r).len(),
+            Items::Tokens(g) => g(r).len(),
+            Items::Assets(g) => g(r).len(),
+        }
+    }
+
+    pub fn is_empty(&self, r: &Request) -> bool {
+        self.len(r) == 0
+    }
+}
+
+/// One item of a list of messages, as the condition inside `where (...)` sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Item<'a> {
+    Licence(&'a Licence),
+    Token(&'a Token),
+    Asset(&'a Asset),
+}
+
+/// The type of a field of an item, with its accessor. The compiler only pairs a field
+/// with items of its own list, so an accessor handed another kind of item (which cannot
+/// happen) reads the type's default.
+#[derive(Clone, Copy)]
+pub enum FieldGetter {
+    Bool(fn(Item<'_>) -> bool),
+    Str(Case, fn(Item<'_>) -> &str),
+    Enum(&'static EnumDef, fn(Item<'_>) -> i32),
+    EnumSet(&'static EnumDef, fn(Item<'_>) -> EnumSet),
+    StrList(Case, fn(Item<'_>) -> &[String]),
+    /// A date, compared with `"YYYY-MM-DD"` literals; absent when the request left it empty.
+    Date(fn(Item<'_>) -> Option<Day>),
+    /// Derived: a licence that is active and not past its expiry on the evaluation day.
+    InForce,
+}
+
+impl FieldGetter {
+    pub fn type_name(&self) -> String {
+        match self {
+            FieldGetter::Bool(_) | FieldGetter::InForce => "bool".into(),
+            FieldGetter::Str(..) => "string".into(),
+            FieldGetter::Enum(def, _) => format!("enum {}", def.name),
+            FieldGetter::EnumSet(def, _) => format!("list of enum {}", def.name),
+            FieldGetter::StrList(..) => "list of strings".into(),
+            FieldGetter::Date(_) => "date".into(),
+        }
+    }
+}
+
+pub struct Field {
+    pub name: &'static str,
+    pub getter: FieldGetter,
+}
+
+const fn field(name: &'static str, getter: FieldGetter) -> Field {
+    Field { name, getter }
+}
+
+/// An accessor over one kind of item: `on!(Licence, |l| &l.regulator)`.
+macro_rules! on {
+    ($kind:ident, |$x:ident| $body:expr) => {
+        |item| match item {
+            Item::$kind($x) => $body,
+            _ => Default::default(),
+        }
+    };
+}
+
+use FieldGetter as F;
+
+/// Fields of one licence. `regulator` is upper-cased and `kind` lower-cased, and policy
+/// literals are checked against that form at load, so both match whatever case a portal
+/// sends.
+pub static LICENCE_FIELDS: &[Field] = &[
+    field("regulator", F::Str(Upper, on!(Licence, |l| &l.regulator))),
+    field("kind", F::Str(Lower, on!(Licence, |l| &l.kind))),
+    field("id", F::Str(AsIs, on!(Licence, |l| &l.id))),
+    field("status", F::Enum(&LICENCE_STATUS, on!(Licence, |l| l.status))),
+    field("expires", F::Date(on!(Licence, |l| l.expires))),
+    field("activities", F::EnumSet(&SERVICE, on!(Licence, |l| l.activities))),
+    field("in_force", F::InForce),
+];
+
+/// Fields of one token (`token` first, then `tokens`).
+pub static TOKEN_FIELDS: &[Field] = &[
+    field("kind", F::Enum(&TOKEN_KIND, on!(Token, |t| t.kind))),
+    field("transferable", F::Bool(on!(Token, |t| t.transferable))),
+    field("tradable", F::Bool(on!(Token, |t| t.tradable))),
+    field("peg_currency", F::Str(Upper, on!(Token, |t| &t.peg_currency))),
+    field("validator_reward", F::Bool(on!(Token, |t| t.validator_reward))),
+    field("backing", F::Enum(&STABLECOIN_BACKING, on!(Token, |t| t.backing))),
+];
+
+/// Fields of one `asset_details` entry. `authorisations` are lower-cased.
+pub static ASSET_FIELDS: &[Field] = &[
+    field("symbol", F::Str(Upper, on!(Asset, |a| &a.symbol))),
+    field("classes", F::EnumSet(&ASSET_CLASS, on!(Asset, |a| a.classes))),
+    field("peg_currency", F::Str(Upper, on!(Asset, |a| &a.peg_currency))),
+    field("authorisations", F::StrList(Lower, on!(Asset, |a| &a.authorisations))),
+];
 
 pub fn lookup(path: &str) -> Option<&'static Attr> {
     ATTRS.iter().find(|a| a.path == path)
@@ -264,5 +398,11 @@ mod tests {
         paths.sort();
         paths.dedup();
         assert_eq!(paths.len(), ATTRS.len());
+        for fields in [LICENCE_FIELDS, TOKEN_FIELDS, ASSET_FIELDS] {
+            let mut names: Vec<_> = fields.iter().map(|f| f.name).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), fields.len());
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! Stage two: condition syntax trees to typed, compiled nodes.
 //!
 //! Every path is resolved against [`crate::schema`] and every literal checked against
-//! the attribute's type here, once; enum values become bit masks, so the evaluator
-//! only calls accessors and compares numbers.
+//! the attribute's type here, once; enum values become bit masks and dates day numbers,
+//! so the evaluator only calls accessors and compares numbers.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -10,8 +10,9 @@ use std::ops::Range;
 use super::expr::{CmpOp, Expr, ExprKind, LitValue, Literal, Path, Quant, QuantBody, SetExpr, Test};
 use super::source::RuleDoc;
 use crate::diag::{Diagnostic, suggest};
-use crate::request::{EnumSet, Licence, Request};
-use crate::schema::{self, Case, EnumDef, Getter};
+use crate::request::{EnumSet, Request};
+use crate::schema::{self, Case, EnumDef, FieldGetter, Getter, Item, Items};
+use crate::time::Day;
 
 /// A compiled condition with the span of its text inside the rule's `when`.
 #[derive(Debug)]
@@ -25,15 +26,20 @@ pub(crate) enum Cond {
     And(Box<[Node]>),
     Or(Box<[Node]>),
     Not(Box<Node>),
-    Bool(fn(&Request) -> bool),
-    Int(fn(&Request) -> i64, CmpOp, i64),
+    Bool(Src<bool>),
+    Int(Src<i64>, CmpOp, i64),
     Str(StrGet, StrTest),
     /// Holds when the attribute's number is in the mask.
-    Enum(&'static EnumDef, fn(&Request) -> i32, EnumSet),
+    Enum(&'static EnumDef, Src<i32>, EnumSet),
     /// Quantified over the set's members; the mask holds the members that pass the test.
-    EnumSet(&'static EnumDef, fn(&Request) -> EnumSet, Quant, EnumSet),
-    StrList(fn(&Request) -> &[String], Quant, StrTest),
-    Licences(fn(&Request) -> &[Licence], Quant, Box<Node>),
+    EnumSet(&'static EnumDef, Src<EnumSet>, Quant, EnumSet),
+    StrList(ListGet, Quant, StrTest),
+    /// An item's date against a fixed day; an absent date fails every comparison.
+    Date(fn(Item<'_>) -> Option<Day>, CmpOp, Day),
+    /// The licence being tested is in force on the evaluation day.
+    InForce,
+    /// Quantified over a list of messages: the node is the `where (...)` condition.
+    Each(Items, Quant, Box<Node>),
     Present(Presence),
 }
 
@@ -44,10 +50,32 @@ impl std::fmt::Debug for Cond {
     }
 }
 
+/// Where a value comes from: the request, or the item a `where (...)` is testing.
+#[derive(Clone, Copy)]
+pub(crate) enum Src<T> {
+    Req(fn(&Request) -> T),
+    Item(fn(Item<'_>) -> T),
+}
+
+impl<T> Src<T> {
+    /// Identifies the accessor, so lint can see two conditions on the same attribute.
+    pub(crate) fn key(&self) -> (bool, usize) {
+        match self {
+            Src::Req(g) => (false, *g as usize),
+            Src::Item(g) => (true, *g as usize),
+        }
+    }
+}
+
 pub(crate) enum StrGet {
     Req(fn(&Request) -> &str),
-    Licence(fn(&Licence) -> &str),
+    Item(fn(Item<'_>) -> &str),
     Label(Box<str>),
+}
+
+pub(crate) enum ListGet {
+    Req(fn(&Request) -> &[String]),
+    Item(fn(Item<'_>) -> &[String]),
 }
 
 pub(crate) struct StrTest {
@@ -65,11 +93,12 @@ pub(crate) enum StrSet {
 pub(crate) enum Presence {
     Message(fn(&Request) -> bool),
     Str(StrGet),
-    Int(fn(&Request) -> i64),
-    Enum(fn(&Request) -> i32),
-    EnumSet(fn(&Request) -> EnumSet),
-    List(fn(&Request) -> &[String]),
-    Licences(fn(&Request) -> &[Licence]),
+    Int(Src<i64>),
+    Enum(Src<i32>),
+    EnumSet(Src<EnumSet>),
+    List(ListGet),
+    Items(Items),
+    Date(fn(Item<'_>) -> Option<Day>),
 }
 
 /// Data sets visible to a policy: name -> (index, normalisation).
@@ -82,11 +111,81 @@ pub(crate) struct Compiler<'a> {
     pub(crate) diags: Vec<Diagnostic>,
 }
 
-/// What a path resolved to.
-enum Resolved {
-    Attr(Getter),
-    Label(Box<str>),
-    LicenceField(Case, fn(&Licence) -> &str),
+/// What the paths of a condition name: the request's attributes, or inside
+/// `where (...)` the fields of the list's items.
+#[derive(Clone, Copy)]
+enum Scope {
+    Request,
+    Items(Items),
+}
+
+/// A path resolved to its type and accessor, whichever scope it came from.
+enum Typed {
+    Bool(Src<bool>),
+    Int(Src<i64>),
+    Str(Case, StrGet),
+    Enum(&'static EnumDef, Src<i32>),
+    EnumSet(&'static EnumDef, Src<EnumSet>),
+    StrList(Case, ListGet),
+    Items(Items),
+    Message(fn(&Request) -> bool),
+    Date(fn(Item<'_>) -> Option<Day>),
+    InForce,
+}
+
+impl Typed {
+    fn from_attr(g: Getter) -> Typed {
+        match g {
+            Getter::Bool(g) => Typed::Bool(Src::Req(g)),
+            Getter::Int(g) => Typed::Int(Src::Req(g)),
+            Getter::Str(case, g) => Typed::Str(case, StrGet::Req(g)),
+            Getter::Enum(def, g) => Typed::Enum(def, Src::Req(g)),
+            Getter::EnumSet(def, g) => Typed::EnumSet(def, Src::Req(g)),
+            Getter::StrList(case, g) => Typed::StrList(case, ListGet::Req(g)),
+            Getter::Items(items) => Typed::Items(items),
+            Getter::Message(g) => Typed::Message(g),
+        }
+    }
+
+    fn from_field(g: FieldGetter) -> Typed {
+        match g {
+            FieldGetter::Bool(g) => Typed::Bool(Src::Item(g)),
+            FieldGetter::Str(case, g) => Typed::Str(case, StrGet::Item(g)),
+            FieldGetter::Enum(def, g) => Typed::Enum(def, Src::Item(g)),
+            FieldGetter::EnumSet(def, g) => Typed::EnumSet(def, Src::Item(g)),
+            FieldGetter::StrList(case, g) => Typed::StrList(case, ListGet::Item(g)),
+            FieldGetter::Date(g) => Typed::Date(g),
+            FieldGetter::InForce => Typed::InForce,
+        }
+    }
+
+    fn type_name(&self) -> String {
+        match self {
+            Typed::Bool(_) | Typed::InForce => "bool".into(),
+            Typed::Int(_) => "integer".into(),
+            Typed::Str(..) => "string".into(),
+            Typed::Enum(def, _) => format!("enum {}", def.name),
+            Typed::EnumSet(def, _) => format!("list of enum {}", def.name),
+            Typed::StrList(..) => "list of strings".into(),
+            Typed::Items(items) => format!("list of {}s", items.noun()),
+            Typed::Message(_) => "message".into(),
+            Typed::Date(_) => "date".into(),
+        }
+    }
+}
+
+/// The paths that hold lists of messages, for error messages.
+fn item_lists() -> String {
+    let paths: Vec<String> = schema::ATTRS
+        .iter()
+        .filter(|a| matches!(a.getter, Getter::Items(_)))
+        .map(|a| format!("`{}`", a.path))
+        .collect();
+    paths.join(", ")
+}
+
+fn field_names(items: Items) -> Vec<&'static str> {
+    items.fields().iter().map(|f| f.name).collect()
 }
 
 impl Compiler<'_> {
@@ -102,21 +201,29 @@ impl Compiler<'_> {
     }
 
     pub(crate) fn rule(&mut self, rule: &RuleDoc) -> Option<Node> {
-        self.expr(rule, &rule.expr, false)
+        self.expr(rule, &rule.expr, Scope::Request)
     }
 
-    fn resolve(&mut self, rule: &RuleDoc, path: &Path, in_licence: bool) -> Option<Resolved> {
+    fn resolve(&mut self, rule: &RuleDoc, path: &Path, scope: Scope) -> Option<Typed> {
         let p = path.text.as_str();
-        if in_licence {
-            if let Some((_, case, get)) = schema::LICENCE_FIELDS.iter().find(|(n, ..)| *n == p) {
-                return Some(Resolved::LicenceField(*case, *get));
+        if let Scope::Items(items) = scope {
+            if let Some(f) = items.fields().iter().find(|f| f.name == p) {
+                return Some(Typed::from_field(f.getter));
             }
-            let names: Vec<&str> = schema::LICENCE_FIELDS.iter().map(|(n, ..)| *n).collect();
+            let noun = items.noun();
+            let names = field_names(items);
             let help = match suggest(p, names.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => format!("inside `where`, conditions read the licence's fields: {}", names.join(", ")),
+                None if schema::lookup(p).is_some() || p.starts_with("labels.") => format!(
+                    "`{p}` is a request attribute; inside `where`, conditions read only the {noun}'s fields ({}): test `{p}` outside the `where (...)`",
+                    names.join(", ")
+                ),
+                None => format!(
+                    "inside `where`, conditions read only the {noun}'s fields ({}); test the rest of the request outside the `where (...)`",
+                    names.join(", ")
+                ),
             };
-            self.err_help(rule, path.span.clone(), format!("unknown licence field `{p}`"), help);
+            self.err_help(rule, path.span.clone(), format!("unknown {noun} field `{p}`"), help);
             return None;
         }
         if let Some(name) = p.strip_prefix("labels.") {
@@ -124,10 +231,10 @@ impl Compiler<'_> {
                 self.err(rule, path.span.clone(), format!("`{p}` is not a label name"));
                 return None;
             }
-            return Some(Resolved::Label(name.into()));
+            return Some(Typed::Str(Case::AsIs, StrGet::Label(name.into())));
         }
         if let Some(a) = schema::lookup(p) {
-            return Some(Resolved::Attr(a.getter));
+            return Some(Typed::from_attr(a.getter));
         }
         let mut candidates: Vec<&str> = schema::ATTRS.iter().map(|a| a.path).collect();
         candidates.push("labels.NAME");
@@ -143,74 +250,72 @@ impl Compiler<'_> {
         Some(Node { cond, span: span.start as u32..span.end as u32 })
     }
 
-    fn expr(&mut self, rule: &RuleDoc, e: &Expr, in_licence: bool) -> Option<Node> {
+    fn expr(&mut self, rule: &RuleDoc, e: &Expr, scope: Scope) -> Option<Node> {
         match &e.kind {
             ExprKind::Const(b) => Self::node(Cond::Const(*b), &e.span),
             ExprKind::And(items) | ExprKind::Or(items) => {
-                let nodes: Vec<Option<Node>> = items.iter().map(|i| self.expr(rule, i, in_licence)).collect();
+                let nodes: Vec<Option<Node>> = items.iter().map(|i| self.expr(rule, i, scope)).collect();
                 let nodes: Option<Vec<Node>> = nodes.into_iter().collect();
                 let nodes = nodes?.into_boxed_slice();
                 let cond = if matches!(e.kind, ExprKind::And(_)) { Cond::And(nodes) } else { Cond::Or(nodes) };
                 Self::node(cond, &e.span)
             }
             ExprKind::Not(inner) => {
-                let n = self.expr(rule, inner, in_licence)?;
+                let n = self.expr(rule, inner, scope)?;
                 Self::node(Cond::Not(Box::new(n)), &e.span)
             }
             ExprKind::Present(path) => {
-                let presence = match self.resolve(rule, path, in_licence)? {
-                    Resolved::Label(k) => Presence::Str(StrGet::Label(k)),
-                    Resolved::LicenceField(_, g) => Presence::Str(StrGet::Licence(g)),
-                    Resolved::Attr(g) => match g {
-                        Getter::Bool(_) => {
-                            return self.err(
-                                rule,
-                                path.span.clone(),
-                                format!("`{}` is a bool and always present; test it directly", path.text),
-                            );
-                        }
-                        Getter::Int(g) => Presence::Int(g),
-                        Getter::Str(_, g) => Presence::Str(StrGet::Req(g)),
-                        Getter::Enum(_, g) => Presence::Enum(g),
-                        Getter::EnumSet(_, g) => Presence::EnumSet(g),
-                        Getter::StrList(_, g) => Presence::List(g),
-                        Getter::Licences(g) => Presence::Licences(g),
-                        Getter::Message(g) => Presence::Message(g),
-                    },
+                let presence = match self.resolve(rule, path, scope)? {
+                    t @ (Typed::Bool(_) | Typed::InForce) => {
+                        return self.err(
+                            rule,
+                            path.span.clone(),
+                            format!("`{}` is a {} and always present; test it directly", path.text, t.type_name()),
+                        );
+                    }
+                    Typed::Int(g) => Presence::Int(g),
+                    Typed::Str(_, g) => Presence::Str(g),
+                    Typed::Enum(_, g) => Presence::Enum(g),
+                    Typed::EnumSet(_, g) => Presence::EnumSet(g),
+                    Typed::StrList(_, g) => Presence::List(g),
+                    Typed::Items(items) => Presence::Items(items),
+                    Typed::Message(g) => Presence::Message(g),
+                    Typed::Date(g) => Presence::Date(g),
                 };
                 Self::node(Cond::Present(presence), &e.span)
             }
-            ExprKind::Test(path, test) => self.test(rule, e, path, test.as_ref(), in_licence),
-            ExprKind::Quant(q, path, body) => self.quant(rule, e, *q, path, body, in_licence),
+            ExprKind::Test(path, test) => self.test(rule, e, path, test.as_ref(), scope),
+            ExprKind::Quant(q, path, body) => self.quant(rule, e, *q, path, body, scope),
         }
     }
 
-    fn test(&mut self, rule: &RuleDoc, e: &Expr, path: &Path, test: Option<&Test>, in_licence: bool) -> Option<Node> {
-        let resolved = self.resolve(rule, path, in_licence)?;
-        let getter = match resolved {
-            Resolved::Label(k) => {
-                return self.str_test(rule, e, path, StrGet::Label(k), Case::AsIs, test);
-            }
-            Resolved::LicenceField(case, g) => {
-                return self.str_test(rule, e, path, StrGet::Licence(g), case, test);
-            }
-            Resolved::Attr(g) => g,
-        };
+    fn test(&mut self, rule: &RuleDoc, e: &Expr, path: &Path, test: Option<&Test>, scope: Scope) -> Option<Node> {
+        let typed = self.resolve(rule, path, scope)?;
         let p = &path.text;
-        match getter {
-            Getter::Bool(g) => match test {
-                None => Self::node(Cond::Bool(g), &e.span),
-                Some(Test::Cmp(op @ (CmpOp::Eq | CmpOp::Ne), Literal { value: LitValue::Bool(b), .. })) => {
-                    let base = Node { cond: Cond::Bool(g), span: e.span.start as u32..e.span.end as u32 };
-                    if (*op == CmpOp::Eq) == *b { Some(base) } else { Self::node(Cond::Not(Box::new(base)), &e.span) }
+        match typed {
+            Typed::Bool(_) | Typed::InForce => {
+                let base = match typed {
+                    Typed::Bool(g) => Cond::Bool(g),
+                    _ => Cond::InForce,
+                };
+                match test {
+                    None => Self::node(base, &e.span),
+                    Some(Test::Cmp(op @ (CmpOp::Eq | CmpOp::Ne), Literal { value: LitValue::Bool(b), .. })) => {
+                        let base = Node { cond: base, span: e.span.start as u32..e.span.end as u32 };
+                        if (*op == CmpOp::Eq) == *b {
+                            Some(base)
+                        } else {
+                            Self::node(Cond::Not(Box::new(base)), &e.span)
+                        }
+                    }
+                    Some(_) => self.err(
+                        rule,
+                        e.span.clone(),
+                        format!("`{p}` is a bool: test it alone, or with `== true` / `== false`"),
+                    ),
                 }
-                Some(_) => self.err(
-                    rule,
-                    e.span.clone(),
-                    format!("`{p}` is a bool: test it alone, or with `== true` / `== false`"),
-                ),
-            },
-            Getter::Int(g) => match test {
+            }
+            Typed::Int(g) => match test {
                 Some(Test::Cmp(op, Literal { value: LitValue::Int(n), .. })) => {
                     Self::node(Cond::Int(g, *op, *n), &e.span)
                 }
@@ -223,8 +328,31 @@ impl Compiler<'_> {
                     format!("`{p}` is an integer; compare it with `==`, `!=`, `<`, `<=`, `>` or `>=`"),
                 ),
             },
-            Getter::Str(case, g) => self.str_test(rule, e, path, StrGet::Req(g), case, test),
-            Getter::Enum(def, g) => {
+            Typed::Date(g) => {
+                let date = |lit: &Literal| match &lit.value {
+                    LitValue::Str(s) if crate::request::is_date(s) => Day::parse(s),
+                    _ => None,
+                };
+                match test {
+                    Some(Test::Cmp(op, lit)) => match date(lit) {
+                        Some(day) => Self::node(Cond::Date(g, *op, day), &e.span),
+                        None => self.err(
+                            rule,
+                            lit.span.clone(),
+                            format!("`{p}` is a date; compare it with a date such as \"2027-01-01\""),
+                        ),
+                    },
+                    _ => self.err(
+                        rule,
+                        e.span.clone(),
+                        format!(
+                            "`{p}` is a date; compare it with `==`, `!=`, `<`, `<=`, `>` or `>=` and a \"YYYY-MM-DD\" date, or test `present({p})`"
+                        ),
+                    ),
+                }
+            }
+            Typed::Str(case, g) => self.str_test(rule, e, path, g, case, test),
+            Typed::Enum(def, g) => {
                 let Some(test) = test else {
                     return self.err(
                         rule,
@@ -235,7 +363,17 @@ impl Compiler<'_> {
                 let mask = self.enum_mask(rule, path, def, test)?;
                 Self::node(Cond::Enum(def, g, mask), &e.span)
             }
-            Getter::EnumSet(..) | Getter::StrList(..) | Getter::Licences(_) => {
+            Typed::Items(items) => {
+                let fields = field_names(items);
+                self.err_help(
+                    rule,
+                    e.span.clone(),
+                    format!("`{p}` is a list of {}s; say which of them must pass, and test their fields", items.noun()),
+                    format!("use `any {p} where (...)` (or `all`, `none`) over {}", fields.join(", ")),
+                );
+                None
+            }
+            t @ (Typed::EnumSet(..) | Typed::StrList(..)) => {
                 let example = match test {
                     Some(Test::Cmp(op, lit)) => {
                         format!("any {p} {} {}", op.as_str(), &self.text_of(rule, &lit.span))
@@ -245,12 +383,12 @@ impl Compiler<'_> {
                 self.err_help(
                     rule,
                     e.span.clone(),
-                    format!("`{p}` is a {}; say which of its items must pass", getter.type_name()),
+                    format!("`{p}` is a {}; say which of its items must pass", t.type_name()),
                     format!("use `any`, `all` or `none`, e.g. `{example}`"),
                 );
                 None
             }
-            Getter::Message(_) => {
+            Typed::Message(_) => {
                 self.err(rule, e.span.clone(), format!("`{p}` is a message: test `present({p})` or one of its fields"))
             }
         }
@@ -267,39 +405,52 @@ impl Compiler<'_> {
         q: Quant,
         path: &Path,
         body: &QuantBody,
-        in_licence: bool,
+        scope: Scope,
     ) -> Option<Node> {
-        let resolved = self.resolve(rule, path, in_licence)?;
+        if let (Scope::Items(outer), QuantBody::Where(_)) = (scope, body) {
+            // No item holds a list of messages, so a nested `where` could only reach back
+            // to the request; that is written as a separate condition outside this one.
+            self.err_help(
+                rule,
+                e.span.clone(),
+                format!("`where` cannot be nested: this condition already tests one {}", outer.noun()),
+                "test the other list in its own `any ... where (...)` beside this one, joined with `and`",
+            );
+            return None;
+        }
+        let typed = self.resolve(rule, path, scope)?;
         let p = &path.text;
-        let Resolved::Attr(getter) = resolved else {
-            return self.err(rule, path.span.clone(), format!("`{p}` is not a list; drop the `any`/`all`/`none`"));
-        };
-        match (getter, body) {
-            (Getter::EnumSet(def, g), QuantBody::Test(test)) => {
+        match (typed, body) {
+            (Typed::EnumSet(def, g), QuantBody::Test(test)) => {
                 let mask = self.enum_mask(rule, path, def, test)?;
                 Self::node(Cond::EnumSet(def, g, q, mask), &e.span)
             }
-            (Getter::StrList(case, g), QuantBody::Test(test)) => {
+            (Typed::StrList(case, g), QuantBody::Test(test)) => {
                 let t = self.str_set(rule, path, case, test)?;
                 Self::node(Cond::StrList(g, q, t), &e.span)
             }
-            (Getter::Licences(g), QuantBody::Where(inner)) => {
-                let n = self.expr(rule, inner, true)?;
-                Self::node(Cond::Licences(g, q, Box::new(n)), &e.span)
+            (Typed::Items(items), QuantBody::Where(inner)) => {
+                let n = self.expr(rule, inner, Scope::Items(items))?;
+                Self::node(Cond::Each(items, q, Box::new(n)), &e.span)
             }
-            (Getter::Licences(_), QuantBody::Test(_)) => self.err(
+            (Typed::Items(items), QuantBody::Test(_)) => {
+                let fields = field_names(items);
+                self.err_help(
+                    rule,
+                    e.span.clone(),
+                    format!("`{p}` holds {}s; test their fields with `where (...)`", items.noun()),
+                    format!("e.g. `any {p} where ({} == \"...\")`; fields: {}", fields[0], fields.join(", ")),
+                );
+                None
+            }
+            (t, QuantBody::Where(_)) => self.err(
                 rule,
                 e.span.clone(),
-                format!(
-                    "`{p}` holds licences; test their fields with `where (regulator == \"...\" and kind == \"...\")`"
-                ),
+                format!("`where` applies to lists of messages ({}), and `{p}` is a {}", item_lists(), t.type_name()),
             ),
-            (_, QuantBody::Where(_)) => self.err(
-                rule,
-                e.span.clone(),
-                format!("`where` applies to lists of licences, and `{p}` is a {}", getter.type_name()),
-            ),
-            _ => self.err(rule, path.span.clone(), format!("`{p}` is a {}, not a list", getter.type_name())),
+            (t, QuantBody::Test(_)) => {
+                self.err(rule, path.span.clone(), format!("`{p}` is a {}, not a list", t.type_name()))
+            }
         }
     }
 

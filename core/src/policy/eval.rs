@@ -6,11 +6,12 @@
 
 use smallvec::SmallVec;
 
-use super::compile::{Cond, Node, Presence, StrGet, StrSet, StrTest};
+use super::compile::{Cond, ListGet, Node, Presence, Src, StrGet, StrSet, StrTest};
 use super::data::DataSet;
 use super::expr::{CmpOp, Quant};
 use super::{Effect, Policy, Verdict};
-use crate::request::{Licence, Request};
+use crate::request::Request;
+use crate::schema::{Item, Items};
 use crate::time::Day;
 
 /// The result of evaluating one request.
@@ -35,7 +36,8 @@ pub struct RuleTrace {
 
 struct Env<'a> {
     req: &'a Request,
-    licence: Option<&'a Licence>,
+    /// The item a `where (...)` is testing; set only inside one.
+    item: Option<Item<'a>>,
     day: Day,
     data: &'a [DataSet],
 }
@@ -43,7 +45,7 @@ struct Env<'a> {
 impl Policy {
     /// Evaluates `req` as of `day`. Deny overrides; every matching rule in force is reported.
     pub fn evaluate(&self, req: &Request, day: Day) -> Outcome {
-        let env = Env { req, licence: None, day, data: &self.data };
+        let env = Env { req, item: None, day, data: &self.data };
         let mut matched = SmallVec::new();
         for rule in &self.rules {
             if rule.in_force(day) && holds(&rule.cond, &env) {
@@ -67,7 +69,7 @@ impl Policy {
 
     /// Evaluates like [`Policy::evaluate`] and also says, rule by rule, why.
     pub fn explain(&self, req: &Request, day: Day) -> (Outcome, Vec<RuleTrace>) {
-        let env = Env { req, licence: None, day, data: &self.data };
+        let env = Env { req, item: None, day, data: &self.data };
         let mut matched = SmallVec::new();
         let mut traces = Vec::with_capacity(self.rules.len());
         for (i, rule) in self.rules.iter().enumerate() {
@@ -93,14 +95,14 @@ fn holds(n: &Node, env: &Env<'_>) -> bool {
         Cond::And(items) => items.iter().all(|i| holds(i, env)),
         Cond::Or(items) => items.iter().any(|i| holds(i, env)),
         Cond::Not(inner) => !holds(inner, env),
-        Cond::Bool(g) => g(env.req),
-        Cond::Int(g, op, v) => cmp(g(env.req), *op, *v),
+        Cond::Bool(g) => get(g, env),
+        Cond::Int(g, op, v) => cmp(get(g, env), *op, *v),
         Cond::Str(get, test) => {
             str_of(get, env).is_some_and(|s| str_test(s, test, env)) || str_absent_passes(get, test, env)
         }
-        Cond::Enum(_, g, mask) => bit(g(env.req)) & mask != 0,
+        Cond::Enum(_, g, mask) => bit(get(g, env)) & mask != 0,
         Cond::EnumSet(_, g, q, mask) => {
-            let set = g(env.req);
+            let set = get(g, env);
             match q {
                 Quant::Any => set & mask != 0,
                 Quant::All => set & !mask == 0,
@@ -108,22 +110,16 @@ fn holds(n: &Node, env: &Env<'_>) -> bool {
             }
         }
         Cond::StrList(g, q, test) => {
-            let list = g(env.req);
+            let list = list_of(g, env);
             match q {
                 Quant::Any => list.iter().any(|s| str_test(s, test, env)),
                 Quant::All => list.iter().all(|s| str_test(s, test, env)),
                 Quant::None => !list.iter().any(|s| str_test(s, test, env)),
             }
         }
-        Cond::Licences(g, q, inner) => {
-            let list = g(env.req);
-            let pass = |l: &Licence| holds(inner, &Env { licence: Some(l), ..*env });
-            match q {
-                Quant::Any => list.iter().any(pass),
-                Quant::All => list.iter().all(pass),
-                Quant::None => !list.iter().any(pass),
-            }
-        }
+        Cond::Date(g, op, day) => env.item.and_then(*g).is_some_and(|d| cmp(i64::from(d.0), *op, i64::from(day.0))),
+        Cond::InForce => matches!(env.item, Some(Item::Licence(l)) if l.in_force(env.day)),
+        Cond::Each(items, q, inner) => each(*items, *q, env, |item| holds(inner, &Env { item: Some(item), ..*env })),
         Cond::Present(p) => present(p, env),
     }
 }
@@ -134,6 +130,38 @@ impl Clone for Env<'_> {
     }
 }
 impl Copy for Env<'_> {}
+
+/// Whether `pass` holds for any, all or none of the items, in order, stopping early.
+fn each<'a>(items: Items, q: Quant, env: &Env<'a>, pass: impl Fn(Item<'a>) -> bool) -> bool {
+    fn quant<'a, T>(list: &'a [T], q: Quant, pass: impl Fn(&'a T) -> bool) -> bool {
+        match q {
+            Quant::Any => list.iter().any(pass),
+            Quant::All => list.iter().all(pass),
+            Quant::None => !list.iter().any(pass),
+        }
+    }
+    match items {
+        Items::Licences(g) => quant(g(env.req), q, |l| pass(Item::Licence(l))),
+        Items::Tokens(g) => quant(g(env.req), q, |t| pass(Item::Token(t))),
+        Items::Assets(g) => quant(g(env.req), q, |a| pass(Item::Asset(a))),
+    }
+}
+
+/// A value from the request or from the item under test. Outside a `where` there is no
+/// item, and the compiler gives item accessors only to conditions inside one.
+fn get<T: Default>(src: &Src<T>, env: &Env<'_>) -> T {
+    match src {
+        Src::Req(g) => g(env.req),
+        Src::Item(g) => env.item.map_or_else(T::default, *g),
+    }
+}
+
+fn list_of<'a>(g: &ListGet, env: &Env<'a>) -> &'a [String] {
+    match g {
+        ListGet::Req(g) => g(env.req),
+        ListGet::Item(g) => env.item.map_or(&[], *g),
+    }
+}
 
 fn bit(n: i32) -> u64 {
     if (0..64).contains(&n) { 1 << n } else { 0 }
@@ -154,7 +182,7 @@ fn cmp(a: i64, op: CmpOp, b: i64) -> bool {
 fn str_of<'a>(get: &StrGet, env: &Env<'a>) -> Option<&'a str> {
     match get {
         StrGet::Req(g) => Some(g(env.req)),
-        StrGet::Licence(g) => env.licence.map(g),
+        StrGet::Item(g) => env.item.map(*g),
         StrGet::Label(k) => env.req.labels.get(&**k).map(String::as_str),
     }
 }
@@ -176,12 +204,13 @@ fn str_test(s: &str, test: &StrTest, env: &Env<'_>) -> bool {
 fn present(p: &Presence, env: &Env<'_>) -> bool {
     match p {
         Presence::Message(g) => g(env.req),
-        Presence::Str(get) => str_of(get, env).is_some_and(|s| !s.is_empty()),
-        Presence::Int(g) => g(env.req) != 0,
-        Presence::Enum(g) => g(env.req) != 0,
-        Presence::EnumSet(g) => g(env.req) != 0,
-        Presence::List(g) => !g(env.req).is_empty(),
-        Presence::Licences(g) => !g(env.req).is_empty(),
+        Presence::Str(g) => str_of(g, env).is_some_and(|s| !s.is_empty()),
+        Presence::Int(g) => get(g, env) != 0,
+        Presence::Enum(g) => get(g, env) != 0,
+        Presence::EnumSet(g) => get(g, env) != 0,
+        Presence::List(g) => !list_of(g, env).is_empty(),
+        Presence::Items(items) => !items.is_empty(env.req),
+        Presence::Date(g) => env.item.and_then(*g).is_some(),
     }
 }
 
@@ -208,15 +237,40 @@ fn actual(n: &Node, env: &Env<'_>) -> String {
     match &n.cond {
         Cond::Const(b) => b.to_string(),
         Cond::And(_) | Cond::Or(_) | Cond::Not(_) => why(n, env).1,
-        Cond::Bool(g) => g(env.req).to_string(),
-        Cond::Int(g, ..) => g(env.req).to_string(),
-        Cond::Str(get, _) => quote(str_of(get, env)),
-        Cond::Enum(def, g, _) => def.short_name(g(env.req)).unwrap_or_else(|| "unknown".into()),
-        Cond::EnumSet(def, g, ..) => def.render_set(g(env.req)),
-        Cond::StrList(g, ..) => format!("{:?}", g(env.req)),
-        Cond::Licences(g, ..) => {
-            let items: Vec<String> = g(env.req).iter().map(|l| format!("{}/{}", l.regulator, l.kind)).collect();
-            format!("[{}]", items.join(", "))
+        Cond::Bool(g) => get(g, env).to_string(),
+        Cond::Int(g, ..) => get(g, env).to_string(),
+        Cond::Str(g, _) => quote(str_of(g, env)),
+        Cond::Enum(def, g, _) => def.short_name(get(g, env)).unwrap_or_else(|| "unknown".into()),
+        Cond::EnumSet(def, g, ..) => def.render_set(get(g, env)),
+        Cond::StrList(g, ..) => format!("{:?}", list_of(g, env)),
+        Cond::Date(g, ..) => env.item.and_then(*g).map_or("(absent)".to_string(), |d| d.to_string()),
+        Cond::InForce => match env.item {
+            Some(Item::Licence(l)) => {
+                let status = crate::schema::LICENCE_STATUS.short_name(l.status).unwrap_or_default();
+                let expires = l.expires.map_or("no expiry".to_string(), |d| format!("expires {d}"));
+                format!("{status}, {expires}, on {}", env.day)
+            }
+            _ => "false".into(),
+        },
+        Cond::Each(items, ..) => {
+            let list: Vec<String> = match items {
+                Items::Licences(g) => g(env.req)
+                    .iter()
+                    .map(|l| {
+                        let status = crate::schema::LICENCE_STATUS.short_name(l.status).unwrap_or_default();
+                        format!("{}/{} ({status})", l.regulator, l.kind)
+                    })
+                    .collect(),
+                Items::Tokens(g) => g(env.req)
+                    .iter()
+                    .map(|t| crate::schema::TOKEN_KIND.short_name(t.kind).unwrap_or_default())
+                    .collect(),
+                Items::Assets(g) => g(env.req)
+                    .iter()
+                    .map(|a| format!("{} {}", a.symbol, crate::schema::ASSET_CLASS.render_set(a.classes)))
+                    .collect(),
+            };
+            format!("[{}]", list.join(", "))
         }
         Cond::Present(_) => "absent".into(),
     }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::compile::{Cond, Node};
-use super::expr::{CmpOp, Quant};
+use super::expr::{CmpOp, Expr, ExprKind, Path, Quant, QuantBody};
 use super::{Effect, Policy};
 use crate::diag::Diagnostic;
 use crate::time::Day;
@@ -42,6 +42,14 @@ pub fn lint(policy: &Policy, today: Day) -> Vec<Diagnostic> {
             && f > today
         {
             out.push(warn(r, format!("rule `{}` is not in force until {f}", r.id)));
+        }
+        if let Some(path) = first_token_path(&r.when) {
+            out.push(
+                warn(r, format!("rule `{}` reads `{path}`, which is the first token only", r.id)).with_help(format!(
+                    "a request can carry several tokens (`token`, then `tokens`); `any tokens where ({} ...)` tests every one",
+                    &path["token.".len()..]
+                )),
+            );
         }
         if r.effect == Effect::Allow && policy.default == super::Verdict::Allow {
             out.push(warn(
@@ -155,6 +163,30 @@ pub fn upcoming<'a>(
     out
 }
 
+/// The first `token.FIELD` path a condition reads: the legacy form that sees only the
+/// first token. `present(token)` is not one (it asks whether there is any token).
+fn first_token_path(when: &str) -> Option<String> {
+    fn is_token(p: &Path) -> Option<&str> {
+        p.text.starts_with("token.").then_some(p.text.as_str())
+    }
+    fn walk(e: &Expr) -> Option<&str> {
+        match &e.kind {
+            ExprKind::Const(_) => None,
+            ExprKind::And(items) | ExprKind::Or(items) => items.iter().find_map(walk),
+            ExprKind::Not(inner) => walk(inner),
+            ExprKind::Present(p) | ExprKind::Test(p, _) => is_token(p),
+            ExprKind::Quant(_, p, body) => is_token(p).or(match body {
+                QuantBody::Where(inner) => walk(inner),
+                QuantBody::Test(_) => None,
+            }),
+        }
+    }
+    // The condition parsed when the policy loaded, so this cannot fail; the tree is no
+    // deeper than `expr::MAX_DEPTH` allows.
+    let e = super::expr::parse(when).ok()?;
+    walk(&e).map(str::to_string)
+}
+
 fn overlap(a: &super::Rule, b: &super::Rule) -> bool {
     let (af, au) = (a.effective_from.unwrap_or(Day::MIN), a.effective_until.unwrap_or(Day::MAX));
     let (bf, bu) = (b.effective_from.unwrap_or(Day::MIN), b.effective_until.unwrap_or(Day::MAX));
@@ -188,19 +220,19 @@ fn always(n: &Node) -> bool {
 
 /// Conjuncts that constrain one enum or integer attribute to an empty set.
 fn contradictory(items: &[Node]) -> bool {
-    let mut enums: HashMap<usize, u64> = HashMap::new();
-    let mut ints: HashMap<usize, (i64, i64)> = HashMap::new();
+    let mut enums: HashMap<(bool, usize), u64> = HashMap::new();
+    let mut ints: HashMap<(bool, usize), (i64, i64)> = HashMap::new();
     for i in items {
         match &i.cond {
             Cond::Enum(_, g, mask) => {
-                let m = enums.entry(*g as usize).or_insert(u64::MAX);
+                let m = enums.entry(g.key()).or_insert(u64::MAX);
                 *m &= mask;
                 if *m == 0 {
                     return true;
                 }
             }
             Cond::Int(g, op, v) => {
-                let (lo, hi) = ints.entry(*g as usize).or_insert((i64::MIN, i64::MAX));
+                let (lo, hi) = ints.entry(g.key()).or_insert((i64::MIN, i64::MAX));
                 match op {
                     CmpOp::Eq => (*lo, *hi) = ((*lo).max(*v), (*hi).min(*v)),
                     CmpOp::Lt => *hi = (*hi).min(v.saturating_sub(1)),
@@ -246,10 +278,10 @@ mod tests {
                 rule("c", "serves_retail", ""),
                 rule("d", "serves_retail ", ""),
                 rule("e", "serves_retail and false", ""),
-                rule("f", "token.tradable", "effective_until = 2025-01-01\n"),
-                rule("g", "token.transferable", "effective_from = 2027-01-01\n"),
+                rule("f", "aml.travel_rule", "effective_until = 2025-01-01\n"),
+                rule("g", "aml.sanctions_screening", "effective_from = 2027-01-01\n"),
                 rule("h", r#"deployment_kind in ["mining", "bridge"]"#, ""),
-                rule("i", "token.tradable", "effective_from = 2025-01-01\n"),
+                rule("i", "aml.travel_rule", "effective_from = 2025-01-01\n"),
             ]
             .concat(),
         );
@@ -262,6 +294,24 @@ mod tests {
         assert!(all.contains("rule `g` is not in force until 2027-01-01"), "{all}");
         assert!(!all.contains("rule `h`") && !all.contains("rule `i`"), "{all}");
         assert!(!all.contains("rule `c` "), "{all}");
+    }
+
+    #[test]
+    fn legacy_first_token_paths_warn() {
+        let w = warnings(
+            &[
+                rule("old", r#"present(token) and (serves_retail or token.kind == "stablecoin")"#, ""),
+                rule("new", r#"any tokens where (kind == "stablecoin")"#, ""),
+                rule("presence", "not present(token)", ""),
+            ]
+            .concat(),
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("t.toml:8:6: warning: rule `old` reads `token.kind`, which is the first token only"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("`any tokens where (kind ...)` tests every one"), "{w:?}");
     }
 
     const TODAY: Day = Day(20_785); // 2026-11-28

@@ -367,3 +367,157 @@ fn licence_literals_are_checked_against_their_case() {
     assert!(errors(r#"any operator.licences where (kind == "VASP")"#).contains(r#"write "vasp""#));
     assert!(errors(r#"any operator.licences where (regulator == "vara")"#).contains(r#"write "VARA""#));
 }
+
+/// A request with several tokens, typed assets and licences of every status.
+fn request_items() -> Request {
+    let token = |kind: proto::TokenKind| proto::Token { kind: kind as i32, ..Default::default() };
+    let licence = |regulator: &str, kind: &str, status: proto::LicenceStatus, expires: &str| proto::Licence {
+        regulator: regulator.into(),
+        kind: kind.into(),
+        status: status as i32,
+        expires: expires.into(),
+        ..Default::default()
+    };
+    Request::try_from(proto::DeploymentRequest {
+        request_id: "r".into(),
+        deployment_kind: proto::DeploymentKind::PermissionedApp as i32,
+        protocol: Some(proto::Protocol { name: "ethereum".into(), ..Default::default() }),
+        permission_model: proto::PermissionModel::Permissioned as i32,
+        node_count: 4,
+        token: Some(proto::Token { transferable: true, ..token(proto::TokenKind::Utility) }),
+        tokens: vec![
+            proto::Token {
+                tradable: true,
+                peg_currency: "usd".into(),
+                backing: proto::StablecoinBacking::SingleFiat as i32,
+                ..token(proto::TokenKind::Stablecoin)
+            },
+            token(proto::TokenKind::Privacy),
+        ],
+        asset_details: vec![
+            proto::Asset {
+                symbol: "usdt".into(),
+                classes: vec![proto::AssetClass::Stablecoin as i32, proto::AssetClass::VirtualCurrency as i32],
+                peg_currency: "usd".into(),
+                authorisations: vec!["GENIUS_Permitted".into()],
+            },
+            proto::Asset {
+                symbol: "xmr".into(),
+                classes: vec![proto::AssetClass::PrivacyCoin as i32],
+                ..Default::default()
+            },
+        ],
+        operator: Some(proto::Operator {
+            licences: vec![
+                proto::Licence {
+                    activities: vec![proto::Service::Exchange as i32, proto::Service::Custody as i32],
+                    ..licence("mas", "DPT", proto::LicenceStatus::Active, "2027-06-30")
+                },
+                licence("VARA", "vasp", proto::LicenceStatus::Suspended, ""),
+                licence("FSRA", "fsp", proto::LicenceStatus::Active, ""),
+                licence("CBB", "cas", proto::LicenceStatus::Unspecified, ""),
+            ],
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn where_reads_every_item_of_every_list() {
+    let last_day = Day::from_ymd(2027, 6, 30);
+    let after = Day::from_ymd(2027, 7, 1);
+    let cases = [
+        // Tokens: the legacy `token` first, then `tokens`; every one is tested.
+        (r#"any tokens where (kind == "stablecoin" and peg_currency == "USD")"#, true),
+        (r#"any tokens where (kind == "stablecoin" and peg_currency == "EUR")"#, false),
+        (r#"any tokens where (backing == "single_fiat" and tradable and not transferable)"#, true),
+        (r#"any tokens where (kind in ["privacy", "security"])"#, true),
+        (r#"none tokens where (kind == "privacy")"#, false),
+        ("all tokens where (transferable or tradable)", false),
+        ("any tokens where (validator_reward)", false),
+        ("any tokens where (present(peg_currency) and transferable)", false),
+        // Assets: classes and authorisations are lists inside the item.
+        (r#"any asset_details where (any classes == "privacy_coin")"#, true),
+        (r#"any asset_details where (symbol == "USDT" and any authorisations == "genius_permitted")"#, true),
+        (r#"any asset_details where (all classes in ["stablecoin", "virtual_currency"] and peg_currency == "USD")"#, true),
+        (r#"all asset_details where (none classes == "cbdc")"#, true),
+        ("all asset_details where (present(peg_currency))", false),
+        // Licences: status, expiry, activities, and the derived `in_force`.
+        (r#"any operator.licences where (regulator == "MAS" and in_force)"#, true),
+        (r#"any operator.licences where (status == "suspended" and regulator == "VARA")"#, true),
+        (r#"any operator.licences where (expires < "2027-07-01")"#, true),
+        (r#"any operator.licences where (expires > "2027-06-30")"#, false),
+        (r#"any operator.licences where (expires != "2030-01-01" and regulator == "FSRA")"#, false),
+        (r#"any operator.licences where (not present(expires) and in_force)"#, true),
+        (r#"any operator.licences where (any activities == "custody" and kind == "dpt")"#, true),
+        (r#"any operator.licences where (regulator == "CBB" and in_force)"#, false),
+        ("present(tokens) and present(asset_details)", true),
+    ];
+    let req = request_items();
+    for (when, want) in cases {
+        let p = policy(&rule("r", "deny", when));
+        assert_eq!(!p.evaluate(&req, last_day).matched.is_empty(), want, "{when}");
+        assert_eq!(p.explain(&req, last_day).0.matched.is_empty(), !want, "{when}");
+    }
+    // The evaluation day decides `in_force`: a licence is valid through the day it expires.
+    let p = policy(&rule("r", "deny", r#"any operator.licences where (regulator == "MAS" and in_force)"#));
+    assert!(!p.evaluate(&req, last_day).matched.is_empty());
+    assert!(p.evaluate(&req, after).matched.is_empty());
+    let (_, traces) = p.explain(&req, after);
+    let (cond, actual) = traces[0].failed.clone().unwrap();
+    assert_eq!(cond, r#"any operator.licences where (regulator == "MAS" and in_force)"#);
+    assert_eq!(actual, "[MAS/dpt (active), VARA/vasp (suspended), FSRA/fsp (active), CBB/cas (unspecified)]");
+}
+
+#[test]
+fn where_errors_name_the_field_and_the_fix() {
+    let e = errors(r#"any tokens where (knd == "stablecoin")"#);
+    // `when = '` is 8 columns and `any tokens where (` 18 more.
+    assert!(e.starts_with("t.toml:10:27: error: unknown token field `knd`"), "{e}");
+    assert!(e.contains("did you mean `kind`?"), "{e}");
+    let e = errors(r#"any asset_details where (class == "privacy_coin")"#);
+    assert!(e.contains("unknown asset field `class`") && e.contains("did you mean `classes`?"), "{e}");
+    let e = errors(r#"any asset_details where (classes == "privacy_coin")"#);
+    assert!(e.contains("use `any`, `all` or `none`, e.g. `any classes == \"privacy_coin\"`"), "{e}");
+    let e = errors("any tokens where (node_count > 1)");
+    assert!(e.contains("`node_count` is a request attribute") && e.contains("outside the `where (...)`"), "{e}");
+    let e = errors(r#"any tokens where (kind == "stablecoins")"#);
+    assert!(e.contains("did you mean \"stablecoin\"?"), "{e}");
+    let e = errors(r#"any tokens where (peg_currency == "usd")"#);
+    assert!(e.contains("write \"USD\""), "{e}");
+    let e = errors(r#"any asset_details where (any authorisations == "MICA_EMT")"#);
+    assert!(e.contains("write \"mica_emt\""), "{e}");
+    let e = errors(r#"any operator.licences where (expires < "2027-02-30")"#);
+    assert!(e.contains("`expires` is a date; compare it with a date such as \"2027-01-01\""), "{e}");
+    let e = errors(r#"any operator.licences where (expires in ["2027-01-01"])"#);
+    assert!(e.contains("`expires` is a date"), "{e}");
+    let e = errors("any operator.licences where (present(in_force))");
+    assert!(e.contains("`in_force` is a bool and always present"), "{e}");
+    let e = errors("any operator.licences where (in_force == 1)");
+    assert!(e.contains("`in_force` is a bool"), "{e}");
+    let e = errors(r#"any tokens where (any operator.licences where (kind == "x"))"#);
+    assert!(e.contains("`where` cannot be nested: this condition already tests one token"), "{e}");
+    let e = errors(r#"tokens == "x""#);
+    assert!(e.contains("`tokens` is a list of tokens") && e.contains("any tokens where (...)"), "{e}");
+    let e = errors(r#"any tokens == "x""#);
+    assert!(e.contains("`tokens` holds tokens; test their fields with `where (...)`"), "{e}");
+    let e = errors("any node_regions where (true)");
+    assert!(e.contains("`where` applies to lists of messages (`tokens`, `asset_details`, `operator.licences`)"), "{e}");
+}
+
+#[test]
+fn where_inside_where_is_bounded_by_the_depth_limit_too() {
+    // Every `where (` is a level: a deep condition inside one is refused like any other.
+    let d = expr::MAX_DEPTH;
+    let when = format!("any tokens where ({}tradable{})", "(".repeat(d), ")".repeat(d));
+    let e = on_small_stack(move || compile_when(&when).err()).expect("compiled");
+    assert!(e.contains("nested deeper than"), "{e}");
+    let when = format!("any tokens where ({}tradable{})", "(false or true and ".repeat(d - 1), ")".repeat(d - 1));
+    on_small_stack(move || {
+        let p = compile_when(&when).unwrap_or_else(|e| panic!("{e}"));
+        let (out, _) = p.explain(&request_items(), Day(20_000));
+        assert!(!out.matched.is_empty());
+    });
+}
