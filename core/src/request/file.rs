@@ -3,8 +3,11 @@
 //! Field names are the proto field names; enum values are the lower-case value names
 //! without their prefix, as in policies (`deployment_kind = "opb_chain"`); nested
 //! messages are tables; `operator.licences` is an array of tables. Unknown keys are
-//! errors. The file is converted to the protobuf message, so the CLI hashes and checks
-//! exactly what a gRPC client would send.
+//! errors. JSON files may also be in the canonical proto3 JSON mapping ([`json`]), so a
+//! portal can reuse the JSON of its gRPC requests. The file is converted to the protobuf
+//! message, so the CLI hashes and checks exactly what a gRPC client would send.
+
+mod json;
 
 use std::collections::BTreeMap;
 
@@ -164,9 +167,11 @@ impl RequestFile {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// Parses JSON text.
+    /// Parses JSON text: the request file's own form, or the proto3 JSON mapping
+    /// (lowerCamelCase names, full enum names or numbers, integers as strings, `null`).
     pub fn from_json(text: &str) -> Result<Self, String> {
-        serde_json::from_str(text).map_err(|e| e.to_string())
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        serde_json::from_value(json::normalise(value)?).map_err(|e| e.to_string())
     }
 
     /// Parses a TOML value (used by policy test files, which patch a base request).
@@ -343,5 +348,101 @@ mod tests {
         let e = f.to_proto().unwrap_err().to_string();
         assert_eq!(e, "services[1]: `stakin` is not a value of Service; did you mean `staking`?");
         assert!(RequestFile::from_toml("request_idd = \"a\"").unwrap_err().contains("unknown field `request_idd`"));
+    }
+
+    #[test]
+    fn reads_proto3_json() {
+        let text = r#"{
+            "requestId": "p-1",
+            "deploymentKind": "DEPLOYMENT_KIND_OPB_CHAIN",
+            "permission_model": 2,
+            "protocol": {"name": "ethereum", "variant": "PROTOCOL_VARIANT_UNSPECIFIED"},
+            "nodeCount": "4",
+            "services": ["SERVICE_EXCHANGE", "custody", 3],
+            "gasPayment": null,
+            "data": {"annualSubjects": "18446744073709551615", "sensitiveSubjects": 1e3, "replicaRegions": ["SG"]},
+            "operator": {"licences": [{"regulator": "MAS", "status": "LICENCE_STATUS_ACTIVE", "expires": "2030-01-01"}]},
+            "assetDetails": [{"symbol": "USDT", "classes": ["ASSET_CLASS_STABLECOIN"], "pegCurrency": "USD"}],
+            "labels": {"travelRule": "implemented"}
+        }"#;
+        let p = RequestFile::from_json(text).unwrap().to_proto().unwrap();
+        assert_eq!(p.request_id, "p-1");
+        assert_eq!(p.deployment_kind, proto::DeploymentKind::OpbChain as i32);
+        assert_eq!(p.permission_model, 2);
+        assert_eq!(p.protocol.as_ref().unwrap().variant, 0);
+        assert_eq!(p.node_count, 4);
+        let s = |x: proto::Service| x as i32;
+        assert_eq!(p.services, [s(proto::Service::Exchange), s(proto::Service::Custody), 3]);
+        let d = p.data.unwrap();
+        assert_eq!((d.annual_subjects, d.sensitive_subjects, d.replica_regions), (u64::MAX, 1000, vec!["SG".into()]));
+        assert_eq!(p.operator.unwrap().licences[0].status, proto::LicenceStatus::Active as i32);
+        assert_eq!(p.asset_details[0].classes, [proto::AssetClass::Stablecoin as i32]);
+        assert_eq!(p.asset_details[0].peg_currency, "USD");
+        // Map keys are data: a label keeps the name it was given.
+        assert_eq!(p.labels.get("travelRule").map(String::as_str), Some("implemented"));
+    }
+
+    #[test]
+    fn proto3_json_errors_name_the_field_path() {
+        let err = |text: &str| match RequestFile::from_json(text) {
+            Ok(f) => f.to_proto().map(|_| ()).unwrap_err().to_string(),
+            Err(e) => e,
+        };
+        let cases = [
+            (r#"{"requestId": "a", "request_id": "b"}"#, "request_id: given twice (as `request_id` and `requestId`)"),
+            (r#"{"nodeCount": "-1"}"#, "node_count: `-1` is not a non-negative integer"),
+            (r#"{"nodeCount": 1.5}"#, "node_count: `1.5` is not a non-negative integer"),
+            (r#"{"nodeCount": 4294967296}"#, "node_count: 4294967296 is larger than 4294967295"),
+            (r#"{"data": {"annualSubjects": true}}"#, "data.annual_subjects: expected a non-negative integer"),
+            (r#"{"operator": {"licences": [{"status": 9}]}}"#, "operator.licences[0].status: 9 is not a value of LicenceStatus"),
+            (r#"{"services": ["SERVICE_EXCHANGE", null]}"#, "services[1]: null is not allowed inside a list"),
+            (r#"{"services": ["SERVICE_EXCHANG"]}"#, "services[0]: `SERVICE_EXCHANG` is not a value of Service"),
+            (r#"{"tokens": [{"pegCurency": "USD"}]}"#, "tokens[0].pegCurency: unknown field; did you mean `pegCurrency`?"),
+            (r#"{"protocol": "ethereum"}"#, "protocol: expected an object, found a string"),
+            (r#"{"servesRetail": "true"}"#, "serves_retail: expected true or false, found a string"),
+            (r#"{"labels": {"a": 1}}"#, "labels[\"a\"]: expected a string, found a number"),
+            (r#"[]"#, "request: expected an object, found a list"),
+        ];
+        for (text, want) in cases {
+            let got = err(text);
+            assert!(got.starts_with(want), "{text}\nwant {want}\ngot  {got}");
+        }
+    }
+
+    #[test]
+    fn the_examples_read_the_same_as_proto3_json() {
+        // Each TOML example, as JSON with every field name in lowerCamelCase (label names
+        // are data and stay as they are), is the same proto message.
+        fn camel_json(v: &serde_json::Value, field_names: bool) -> serde_json::Value {
+            use serde_json::Value;
+            match v {
+                Value::Object(m) => Value::Object(
+                    m.iter()
+                        .map(|(k, v)| {
+                            let camel: String = k
+                                .split('_')
+                                .enumerate()
+                                .map(|(i, w)| if i == 0 { w.to_string() } else { w[..1].to_uppercase() + &w[1..] })
+                                .collect();
+                            let name = if field_names { camel } else { k.clone() };
+                            (name, camel_json(v, k != "labels"))
+                        })
+                        .collect(),
+                ),
+                Value::Array(a) => Value::Array(a.iter().map(|x| camel_json(x, field_names)).collect()),
+                other => other.clone(),
+            }
+        }
+        for text in [
+            include_str!("../../../examples/schema-v2.toml"),
+            include_str!("../../../examples/ethereum-mainnet.toml"),
+            include_str!("../../../examples/fabric-app.toml"),
+        ] {
+            let from_toml = RequestFile::from_toml(text).unwrap().to_proto().unwrap();
+            let value: serde_json::Value = toml::from_str(text).unwrap();
+            let json = camel_json(&value, true).to_string();
+            let from_json = RequestFile::from_json(&json).unwrap_or_else(|e| panic!("{e}\n{json}")).to_proto().unwrap();
+            assert_eq!(from_json, from_toml);
+        }
     }
 }
