@@ -4,7 +4,9 @@
 //! Properties: no input panics or hangs; a refusal is an error with a message (naming the
 //! field for conversion errors); a file that converts yields a proto message that
 //! survives encoding, and a request that evaluates under every shipped policy,
-//! consistently and fail-closed (never ALLOW when a deny rule matched).
+//! consistently and fail-closed (never ALLOW when a deny rule matched). A file rewritten
+//! in the proto3 JSON mapping (lowerCamelCase names, full enum names, integers as
+//! strings) reads as the same message, or is refused as the original was.
 //!
 //! `SILKGATE_FUZZ_CASES=N` sets the cases per property (see README, "Fuzzing"). Inputs
 //! that once crashed live in `tests/data/fuzz-corpus/request-file/` (`.json` files are
@@ -257,6 +259,28 @@ proptest! {
         check_file(&String::from_utf8_lossy(&bytes), Format::Json);
     }
 
+    /// The shipped requests rewritten in proto3 JSON (and the proto-JSON examples), mutated.
+    #[test]
+    fn request_proto_json_mutated(seed in any::<usize>(), ops in ops(8)) {
+        let seeds = proto_json_seeds();
+        let bytes = mutate(seeds[seed % seeds.len()].1.as_bytes(), &ops, JSON_DICT, 64 << 10);
+        check_file(&String::from_utf8_lossy(&bytes), Format::Json);
+    }
+
+    /// Files generated from the schema, rewritten in proto3 JSON: the same message, or
+    /// refused with an error naming a field.
+    #[test]
+    fn request_structured_proto_json(text in structured_toml()) {
+        let Ok(v) = toml::from_str::<serde_json::Value>(&text) else { return Ok(()) };
+        let json = proto_json(&v, "", "").to_string();
+        check_file(&json, Format::Json);
+        let from_toml = RequestFile::from_toml(&text).ok().and_then(|f| f.to_proto().ok());
+        let from_json = RequestFile::from_json(&json).map_err(|e| e.to_string()).and_then(|f| f.to_proto().map_err(|e| e.to_string()));
+        if let Some(p) = from_toml {
+            prop_assert_eq!(from_json, Ok(p), "{}", json);
+        }
+    }
+
     /// Arbitrary text, as TOML and as JSON.
     #[test]
     fn request_arbitrary_text(text in "(?s).{0,300}") {
@@ -297,6 +321,100 @@ fn deep_nesting() {
         ];
         for (text, format) in texts {
             within(&format!("{n} nested, {format:?}"), Duration::from_secs(60), move || check_file(&text, format));
+        }
+    }
+}
+
+/// The enum a request file field holds, by the field's name and its message's name.
+fn enum_of(parent: &str, key: &str) -> Option<&'static schema::EnumDef> {
+    Some(match (parent, key) {
+        ("", "deployment_kind") => &schema::DEPLOYMENT_KIND,
+        ("", "permission_model") => &schema::PERMISSION_MODEL,
+        ("", "gas_payment") => &schema::GAS_PAYMENT,
+        ("", "key_custody") => &schema::KEY_CUSTODY,
+        ("", "services") | ("licences", "activities") => &schema::SERVICE,
+        ("", "privacy_features") => &schema::PRIVACY_FEATURE,
+        ("", "end_user_identity") => &schema::END_USER_IDENTITY,
+        ("protocol", "variant") => &schema::PROTOCOL_VARIANT,
+        ("token" | "tokens", "kind") => &schema::TOKEN_KIND,
+        ("token" | "tokens", "backing") => &schema::STABLECOIN_BACKING,
+        ("crypto", "signature") => &schema::SIGNATURE_ALGORITHM,
+        ("crypto", "hash") => &schema::HASH_ALGORITHM,
+        ("crypto", "cipher") => &schema::CIPHER_ALGORITHM,
+        ("data", "erasure_mechanism") => &schema::ERASURE_MECHANISM,
+        ("data", "transfer_mechanisms") => &schema::TRANSFER_MECHANISM,
+        ("data", "sectors") => &schema::DATA_SECTOR,
+        ("licences", "status") => &schema::LICENCE_STATUS,
+        ("asset_details", "classes") => &schema::ASSET_CLASS,
+        _ => return None,
+    })
+}
+
+/// A request file's JSON rewritten as a proto3 JSON printer would: lowerCamelCase field
+/// names (label names are data and stay), full enum names, integers as strings. `v` is
+/// the value of `field` in the message `msg` ("" for the request itself).
+fn proto_json(v: &serde_json::Value, msg: &str, field: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let camel = |k: &str| -> String {
+        k.split('_')
+            .enumerate()
+            .map(|(i, w)| if i == 0 { w.to_string() } else { w[..1].to_uppercase() + &w[1..] })
+            .collect()
+    };
+    match v {
+        Value::Object(_) if field == "labels" => v.clone(),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (camel(k), proto_json(x, field, k))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| proto_json(x, msg, field)).collect()),
+        Value::String(s) => {
+            let full = enum_of(msg, field).and_then(|def| def.number(s).and_then(|n| def.full_name(n)));
+            Value::from(full.unwrap_or(s))
+        }
+        Value::Number(n) if n.is_u64() => Value::from(n.to_string()),
+        other => other.clone(),
+    }
+}
+
+/// The seed requests in proto3 JSON, plus the proto-JSON examples (`examples/*.json`).
+fn proto_json_seeds() -> &'static [(String, String)] {
+    static SEEDS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let mut out: Vec<(String, String)> = seed_requests_toml()
+            .iter()
+            .map(|(n, t)| {
+                let v: serde_json::Value = toml::from_str(t).unwrap();
+                (format!("{n} (proto JSON)"), serde_json::to_string_pretty(&proto_json(&v, "", "")).unwrap())
+            })
+            .collect();
+        for e in std::fs::read_dir(repo().join("examples")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                out.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+        out
+    })
+}
+
+/// Every shipped request reads the same in proto3 JSON as in TOML, and the proto-JSON
+/// examples convert and evaluate under every shipped policy.
+#[test]
+fn proto_json_seeds_read_the_same() {
+    for (name, text) in seed_requests_toml() {
+        let want = RequestFile::from_toml(text).unwrap().to_proto().unwrap();
+        let v: serde_json::Value = toml::from_str(text).unwrap();
+        let json = proto_json(&v, "", "").to_string();
+        let got = RequestFile::from_json(&json).unwrap_or_else(|e| panic!("{name}: {e}\n{json}")).to_proto().unwrap();
+        assert_eq!(got, want, "{name}");
+    }
+    let examples: Vec<_> = proto_json_seeds().iter().filter(|(n, _)| n.ends_with(".json")).collect();
+    assert!(!examples.is_empty());
+    for (name, text) in examples {
+        let p = RequestFile::from_json(text).unwrap_or_else(|e| panic!("{name}: {e}")).to_proto().unwrap();
+        let req = Request::try_from(p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for policy in shipped().policies.values() {
+            for day in days() {
+                check_outcome(policy, &req, day);
+            }
         }
     }
 }

@@ -441,7 +441,10 @@ fn where_reads_every_item_of_every_list() {
         // Assets: classes and authorisations are lists inside the item.
         (r#"any asset_details where (any classes == "privacy_coin")"#, true),
         (r#"any asset_details where (symbol == "USDT" and any authorisations == "genius_permitted")"#, true),
-        (r#"any asset_details where (all classes in ["stablecoin", "virtual_currency"] and peg_currency == "USD")"#, true),
+        (
+            r#"any asset_details where (all classes in ["stablecoin", "virtual_currency"] and peg_currency == "USD")"#,
+            true,
+        ),
         (r#"all asset_details where (none classes == "cbdc")"#, true),
         ("all asset_details where (present(peg_currency))", false),
         // Licences: status, expiry, activities, and the derived `in_force`.

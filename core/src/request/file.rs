@@ -394,10 +394,16 @@ mod tests {
             (r#"{"nodeCount": 1.5}"#, "node_count: `1.5` is not a non-negative integer"),
             (r#"{"nodeCount": 4294967296}"#, "node_count: 4294967296 is larger than 4294967295"),
             (r#"{"data": {"annualSubjects": true}}"#, "data.annual_subjects: expected a non-negative integer"),
-            (r#"{"operator": {"licences": [{"status": 9}]}}"#, "operator.licences[0].status: 9 is not a value of LicenceStatus"),
+            (
+                r#"{"operator": {"licences": [{"status": 9}]}}"#,
+                "operator.licences[0].status: 9 is not a value of LicenceStatus",
+            ),
             (r#"{"services": ["SERVICE_EXCHANGE", null]}"#, "services[1]: null is not allowed inside a list"),
             (r#"{"services": ["SERVICE_EXCHANG"]}"#, "services[0]: `SERVICE_EXCHANG` is not a value of Service"),
-            (r#"{"tokens": [{"pegCurency": "USD"}]}"#, "tokens[0].pegCurency: unknown field; did you mean `pegCurrency`?"),
+            (
+                r#"{"tokens": [{"pegCurency": "USD"}]}"#,
+                "tokens[0].pegCurency: unknown field; did you mean `pegCurrency`?",
+            ),
             (r#"{"protocol": "ethereum"}"#, "protocol: expected an object, found a string"),
             (r#"{"servesRetail": "true"}"#, "serves_retail: expected true or false, found a string"),
             (r#"{"labels": {"a": 1}}"#, "labels[\"a\"]: expected a string, found a number"),
