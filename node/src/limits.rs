@@ -200,6 +200,90 @@ impl Limits {
     }
 }
 
+/// Connections open at once, in all and per client key; see [`Connections::admit`].
+///
+/// Without a bound on connections a client can hold as many as the node has file
+/// descriptors: each costs a task, a socket and the HTTP/2 state (about 7 KB idle, up
+/// to `max_streams_per_connection` answers when it reads nothing), and once descriptors
+/// run out every other client is refused at accept.
+pub struct Connections {
+    max_total: usize,
+    max_per_client: usize,
+    open: Mutex<OpenConnections>,
+    on_refuse: Option<Box<dyn Fn(&'static str) + Send + Sync>>,
+}
+
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    by_client: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection's place; given back when dropped (when the connection ends).
+pub struct ConnectionSlot {
+    key: IpAddr,
+    table: Arc<Connections>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total -= 1;
+        if let Some(n) = open.by_client.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_client.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Connections {
+    /// `max_total` connections in all and `max_per_client` per client key (IPv4
+    /// address, IPv6 /64); 0 is no limit. `on_refuse` is told each refusal's reason
+    /// (`"connections"` or `"client_connections"`), for metrics.
+    pub fn new(
+        max_total: usize,
+        max_per_client: usize,
+        on_refuse: Option<Box<dyn Fn(&'static str) + Send + Sync>>,
+    ) -> Arc<Self> {
+        Arc::new(Connections { max_total, max_per_client, open: Mutex::new(OpenConnections::default()), on_refuse })
+    }
+
+    /// Takes a place for a connection from `peer`, or refuses it: the caller closes a
+    /// refused connection at once.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<ConnectionSlot> {
+        let key = client_key(peer);
+        let refused = {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let here = open.by_client.get(&key).copied().unwrap_or(0);
+            if self.max_total > 0 && open.total >= self.max_total {
+                Some("connections")
+            } else if self.max_per_client > 0 && here >= self.max_per_client {
+                Some("client_connections")
+            } else {
+                open.total += 1;
+                *open.by_client.entry(key).or_insert(0) += 1;
+                None
+            }
+        };
+        match refused {
+            None => Some(ConnectionSlot { key, table: self.clone() }),
+            Some(reason) => {
+                if let Some(f) = &self.on_refuse {
+                    f(reason);
+                }
+                None
+            }
+        }
+    }
+
+    /// Connections open now, in all.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +367,29 @@ mod tests {
         assert_eq!(l.buckets.lock().unwrap().by_client.len(), MAX_TRACKED_CLIENTS);
         // The newest clients are still limited.
         assert!(!l.take_token(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000u32 + 199_998)), t0));
+    }
+
+    #[test]
+    fn connections_are_bounded_in_all_and_per_client() {
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let r = refused.clone();
+        let table = Connections::new(5, 2, Some(Box::new(move |why| r.lock().unwrap().push(why))));
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let a: Vec<ConnectionSlot> = (0..2).map(|_| table.admit(ip("10.0.0.1")).unwrap()).collect();
+        assert!(table.admit(ip("10.0.0.1")).is_none(), "one past the client's bound");
+        let v6 = table.admit(ip("2001:db8::1")).unwrap();
+        let _v6b = table.admit(ip("2001:db8::2")).unwrap();
+        assert!(table.admit(ip("2001:db8::3")).is_none(), "same /64");
+        let _c = table.admit(ip("10.0.0.2")).unwrap();
+        assert_eq!(table.open(), 5);
+        assert!(table.admit(ip("10.0.0.3")).is_none(), "one past the total");
+        assert_eq!(*refused.lock().unwrap(), ["client_connections", "client_connections", "connections"]);
+        drop(a);
+        drop(v6);
+        assert_eq!(table.open(), 2);
+        assert!(table.admit(ip("10.0.0.1")).is_some(), "closed connections give their places back");
+        assert!(!table.open.lock().unwrap().by_client.contains_key(&ip("10.0.0.1")), "and leave no entry");
+        let unbounded = Connections::new(0, 0, None);
+        let _many: Vec<ConnectionSlot> = (0..1000).map(|_| unbounded.admit(ip("10.0.0.9")).unwrap()).collect();
     }
 }

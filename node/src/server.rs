@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tonic::service::Routes;
 use tonic::transport::server::{Connected, Router};
 
-use crate::limits::{Admitted, LimitConfig, Limits};
+use crate::limits::{Admitted, ConnectionSlot, Connections, LimitConfig, Limits};
 use crate::log_service::DecisionLogService;
 use crate::proto::decision_log_server::DecisionLogServer;
 use crate::proto::server::compliance_server::ComplianceServer;
@@ -79,7 +79,18 @@ pub struct ConnectionLimits {
     pub max_age_grace: Duration,
     /// Largest block of request headers accepted, in bytes.
     pub max_header_list_bytes: u32,
+    /// Connections open at once, in all (counted from accept, so connections still in
+    /// their handshake count); one more is closed at once. 0 is no limit.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 client by its /64);
+    /// one more is closed at once. 0 is no limit.
+    pub max_connections_per_client: usize,
 }
+
+/// The default bound on connections open at once, in all.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// The default bound on connections open at once from one client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 128;
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
@@ -91,6 +102,8 @@ impl Default for ConnectionLimits {
             max_age: Some(Duration::from_secs(3600)),
             max_age_grace: Duration::from_secs(60),
             max_header_list_bytes: 16 << 10,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }
@@ -163,6 +176,7 @@ pub async fn run_with(
         .map(|s| tonic::service::interceptor::InterceptedService::new(s, gate(Group::Admin)));
 
     let limits = Arc::new(Limits::new(options.limits.clone()));
+    let metrics = state.metrics.clone();
     let log =
         state.log.clone().map(|l| DecisionLogServer::with_interceptor(DecisionLogService::new(l), gate(Group::Log)));
     let compliance = ComplianceServer::new(ComplianceService::new(state, limits, authz.clone()))
@@ -174,7 +188,12 @@ pub async fn run_with(
         .add_optional_service(log)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha);
-    serve(router, listener, options.connections.handshake_timeout, options.tls, shutdown).await
+    let connections = Connections::new(
+        options.connections.max_connections,
+        options.connections.max_connections_per_client,
+        Some(Box::new(move |reason| metrics.reject(reason))),
+    );
+    serve(router, listener, options.connections.handshake_timeout, connections, options.tls, shutdown).await
 }
 
 /// The allocator of the node's binary, and of the load generator's reference servers
@@ -218,12 +237,14 @@ pub fn builder(c: &ConnectionLimits) -> tonic::transport::Server {
 }
 
 /// Serves `router` on the connections accepted from `listener` until `shutdown`
-/// resolves: each with Nagle off, its TLS handshake (when `tls` is set) and HTTP/2
-/// preface done within `handshake_timeout`, and its writes coalesced (see `Coalesced`).
+/// resolves: each admitted by `connections` (else closed at once), with Nagle off, its
+/// TLS handshake (when `tls` is set) and HTTP/2 preface done within `handshake_timeout`,
+/// and its writes coalesced (see `Coalesced`).
 pub async fn serve<L, B>(
     router: Router<L>,
     listener: TcpListener,
     handshake_timeout: Duration,
+    connections: Arc<Connections>,
     tls: Option<Arc<TlsState>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error>
@@ -238,12 +259,12 @@ where
 {
     match tls {
         None => {
-            let incoming = accept(listener, handshake_timeout, |sock| async move { Ok(sock) });
+            let incoming = accept(listener, handshake_timeout, connections, |sock| async move { Ok(sock) });
             router.serve_with_incoming_shutdown(incoming, shutdown).await
         }
         Some(tls) => {
             // The configuration current at accept (SIGHUP reloads it).
-            let incoming = accept(listener, handshake_timeout, move |sock| tls.acceptor().accept(sock));
+            let incoming = accept(listener, handshake_timeout, connections, move |sock| tls.acceptor().accept(sock));
             router.serve_with_incoming_shutdown(incoming, shutdown).await
         }
     }
@@ -262,9 +283,12 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// of it holds a socket and a task for good. Each connection does its handshake in its
 /// own task, so a slow or failing client holds up no one. Accept errors (out of file
 /// descriptors, most often) are retried after a [`Backoff`], not at once in a loop.
+/// A connection past the bounds of `connections` is closed at once; an admitted one
+/// keeps its place until it is dropped.
 fn accept<S, H, F>(
     listener: TcpListener,
     timeout: Duration,
+    connections: Arc<Connections>,
     handshake: H,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<Coalesced<S>>>
 where
@@ -292,6 +316,11 @@ where
                     continue;
                 }
             };
+            let Some(slot) = connections.admit(peer.ip()) else {
+                tracing::debug!(peer = %peer, "connection refused: too many connections");
+                drop(sock);
+                continue;
+            };
             // Small gRPC answers must not wait for delayed ACKs (40 ms stalls on
             // sequential calls otherwise).
             let _ = sock.set_nodelay(true);
@@ -309,7 +338,7 @@ where
                 };
                 match tokio::time::timeout(timeout, ready).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(Coalesced::prefaced(stream))).await;
+                        let _ = tx.send(Ok(Coalesced::prefaced(stream, slot))).await;
                     }
                     Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "connection handshake failed"),
                     Err(_) => tracing::debug!(peer = %peer, "connection handshake timed out"),
@@ -481,16 +510,18 @@ fn cap_grpc_message(headers: &mut http::HeaderMap) {
 /// decision (see the README, "Performance").
 ///
 /// It also gives back the HTTP/2 preface that [`accept`] read to check it: `replayed`
-/// counts the bytes of [`PREFACE`] already read again.
+/// counts the bytes of [`PREFACE`] already read again. And it holds the connection's
+/// place in the bounds on connections until it is dropped.
 struct Coalesced<T> {
     io: T,
     replayed: usize,
+    _slot: ConnectionSlot,
 }
 
 impl<T> Coalesced<T> {
     /// A connection whose preface was read and is to be read again.
-    fn prefaced(io: T) -> Self {
-        Coalesced { io, replayed: 0 }
+    fn prefaced(io: T, slot: ConnectionSlot) -> Self {
+        Coalesced { io, replayed: 0, _slot: slot }
     }
 }
 
@@ -548,7 +579,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut accepted = std::pin::pin!(accept(listener, Duration::from_secs(5), |s| async move { Ok(s) }));
+        let table = Connections::new(0, 0, None);
+        let mut accepted = std::pin::pin!(accept(listener, Duration::from_secs(5), table, |s| async move { Ok(s) }));
         client.write_all(PREFACE).await.unwrap();
         client.write_all(b"request").await.unwrap();
         let mut server = accepted.next().await.unwrap().unwrap();
@@ -570,6 +602,32 @@ mod tests {
         assert_eq!(&got[24..], b"request");
         server.shutdown().await.unwrap();
         assert_eq!(client.read(&mut got).await.unwrap(), 0, "shut down");
+    }
+
+    /// A connection past a client's bound is closed at once, before its handshake, and
+    /// a closed connection gives its place back.
+    #[tokio::test]
+    async fn a_connection_past_the_bound_is_closed_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let table = Connections::new(0, 1, None);
+        let mut accepted =
+            std::pin::pin!(accept(listener, Duration::from_secs(30), table.clone(), |s| async move { Ok(s) }));
+        let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        first.write_all(PREFACE).await.unwrap();
+        let server = accepted.next().await.unwrap().unwrap();
+        // The second sends nothing: it is closed without waiting for its preface.
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(10), second.read(&mut buf)).await.expect("closed at once");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+        assert_eq!(table.open(), 1);
+        drop(server);
+        assert_eq!(table.open(), 0);
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        third.write_all(PREFACE).await.unwrap();
+        let _third = accepted.next().await.unwrap().unwrap();
+        assert_eq!(table.open(), 1);
     }
 
     #[test]

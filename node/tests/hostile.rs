@@ -350,6 +350,56 @@ async fn a_connection_holds_at_most_max_streams_calls() {
     assert!(settings.contains(&(3, 4)), "SETTINGS_MAX_CONCURRENT_STREAMS = 4 in {settings:?}");
 }
 
+/// A client holds at most `max_connections_per_client` connections: one more is closed
+/// at once, before its preface, and counted; other clients are still served, and a closed
+/// connection gives its place back.
+#[tokio::test]
+async fn a_client_holds_at_most_its_bound_on_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let connections = ConnectionLimits { max_connections_per_client: 2, ..Default::default() };
+    let (addr, state) = start_with_state(dir.path(), Options { connections, ..Default::default() }).await;
+    let open = || async {
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        sock.write_all(PREFACE).await.unwrap();
+        sock.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+        sock
+    };
+    let mut held = vec![open().await, open().await];
+    for sock in &mut held {
+        server_settings(sock).await;
+    }
+    let mut third = open().await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the third connection is still open: {read:?}");
+    let text = state.metrics.encode();
+    assert!(text.contains(r#"silkgate_rejected_requests_total{reason="client_connections"} 1"#), "{text}");
+
+    // Another address of this machine is another client.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(addr).await.unwrap();
+    other.write_all(PREFACE).await.unwrap();
+    other.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    server_settings(&mut other).await;
+
+    drop(held.pop());
+    // The server sees the close when it next reads; then the place is free again.
+    let mut again = None;
+    for _ in 0..100 {
+        let mut sock = open().await;
+        let mut first = [0u8; 9];
+        match tokio::time::timeout(Duration::from_secs(5), sock.read_exact(&mut first)).await {
+            Ok(Ok(_)) => {
+                again = Some(sock);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(again.is_some(), "a closed connection gave its place back");
+}
+
 #[test]
 fn connection_settings_out_of_range_exit_64_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
@@ -374,6 +424,12 @@ fn connection_settings_out_of_range_exit_64_naming_the_setting() {
             "max_connection_age_grace_secs: must be between 0 and 86400",
         ),
         (&["--config", "c.toml"], None, "max_header_list_bytes: must be between 1024 and 1048576, got 10"),
+        (
+            &["--max-connections-per-client", "1048577"],
+            None,
+            "max_connections_per_client: must be between 0 and 1048576",
+        ),
+        (&[], Some(("SILKGATE_MAX_CONNECTIONS", "1048577")), "max_connections: must be between 0 and 1048576"),
     ] {
         std::fs::write(d.join("c.toml"), "max_header_list_bytes = 10\n").unwrap();
         let mut cmd = common::bin();

@@ -87,7 +87,10 @@ async fn run(
     let limits = ConnectionLimits::default();
     let compliance = ComplianceServer::new(service).max_decoding_message_size(server::MAX_MESSAGE_BYTES);
     let router = server::builder(&limits).add_service(compliance);
-    server::serve(router, listener, limits.handshake_timeout, None, shutdown).await.context("serve")
+    // The node's bounds on connections too (refusals are not counted: no metrics here).
+    let connections =
+        silkgate::limits::Connections::new(limits.max_connections, limits.max_connections_per_client, None);
+    server::serve(router, listener, limits.handshake_timeout, connections, None, shutdown).await.context("serve")
 }
 
 /// Resolves when standard input reaches its end (or fails).

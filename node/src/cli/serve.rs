@@ -119,6 +119,14 @@ pub struct Args {
     /// Largest block of request headers, in bytes [default: 16384].
     #[arg(long, env = "SILKGATE_MAX_HEADER_LIST_BYTES")]
     max_header_list_bytes: Option<u32>,
+    /// Connections open at once, in all; one more is closed at once; 0 is no limit
+    /// [default: 4096].
+    #[arg(long, env = "SILKGATE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Connections open at once from one client address (IPv6: its /64); one more is
+    /// closed at once; 0 is no limit [default: 128].
+    #[arg(long, env = "SILKGATE_MAX_CONNECTIONS_PER_CLIENT")]
+    max_connections_per_client: Option<usize>,
     /// Server certificate chain (PEM); with --tls-key, serves TLS. Reloaded on SIGHUP.
     #[arg(long, env = "SILKGATE_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -170,6 +178,8 @@ struct FileConfig {
     max_connection_age_secs: Option<u64>,
     max_connection_age_grace_secs: Option<u64>,
     max_header_list_bytes: Option<u32>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
@@ -398,6 +408,15 @@ fn connection_limits(a: &Args, f: &FileConfig) -> Result<ConnectionLimits, Strin
         d.max_header_list_bytes,
         1024..=1 << 20,
     )?;
+    let max_connections =
+        bounded("max_connections", a.max_connections, f.max_connections, d.max_connections, 0..=1 << 20)?;
+    let max_connections_per_client = bounded(
+        "max_connections_per_client",
+        a.max_connections_per_client,
+        f.max_connections_per_client,
+        d.max_connections_per_client,
+        0..=1 << 20,
+    )?;
     Ok(ConnectionLimits {
         max_streams,
         handshake_timeout: Duration::from_millis(handshake_ms),
@@ -406,6 +425,8 @@ fn connection_limits(a: &Args, f: &FileConfig) -> Result<ConnectionLimits, Strin
         max_age: (age > 0).then(|| Duration::from_secs(age)),
         max_age_grace: Duration::from_secs(grace),
         max_header_list_bytes: header_bytes,
+        max_connections,
+        max_connections_per_client,
     })
 }
 
