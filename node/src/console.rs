@@ -119,6 +119,7 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
                 let mut router = router.clone();
                 async move { tower_service::Service::call(&mut router, req.map(Body::new)).await }
             });
+            // The router is always ready (axum's `Router::poll_ready` returns `Ready`).
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(sock), service);
             let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
@@ -223,6 +224,20 @@ struct LogView {
 
 async fn node(State(c): Shared) -> Response {
     let s = &c.state;
+    // The latest checkpoint may have to be signed and stored first: file I/O, so on the
+    // blocking pool (as the DecisionLog service does).
+    let latest = match &s.log {
+        None => None,
+        Some(_) => {
+            let state = s.clone();
+            let stored = tokio::task::spawn_blocking(move || state.log.as_ref().map(|l| l.checkpoint())).await;
+            Some(match stored {
+                Ok(Some(Ok((note, _)))) => (Some(note), None),
+                Ok(Some(Err(e))) => (None, Some(e.to_string())),
+                Ok(None) | Err(_) => (None, Some("checkpoint unavailable".to_string())),
+            })
+        }
+    };
     let policies = s.policies.load();
     let status = s.reload.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let jurisdictions = policies
@@ -241,10 +256,7 @@ async fn node(State(c): Shared) -> Response {
         .collect();
     let key = s.signer.verifying_key();
     let log = s.log.as_ref().map(|l| {
-        let (checkpoint, checkpoint_error) = match l.checkpoint() {
-            Ok((note, _)) => (Some(note), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
+        let (checkpoint, checkpoint_error) = latest.clone().unwrap_or_default();
         LogView {
             origin: l.origin().to_string(),
             size: l.size(),

@@ -188,7 +188,7 @@ async fn console_pages_charts_and_verification_in_chromium() {
         answers.push((a, request_bytes));
     }
     let (first, request_bytes) = &answers[0];
-    let signed = first.decision.clone().unwrap();
+    let signed = first.decision.clone().unwrap().encode_to_vec();
 
     // The evidence bundle, as `silkgate log prove` writes it, checked by the Rust verifier.
     let mut log = DecisionLogClient::connect(format!("http://{grpc}")).await.unwrap();
@@ -246,7 +246,7 @@ async fn console_pages_charts_and_verification_in_chromium() {
     assert!(b.1.contains(&("inclusion".into(), "pass".into())) && b.1.contains(&("checkpoint".into(), "pass".into())));
 
     // One byte changed: each copy fails at the step that covers that byte.
-    let mut env = proto::SignedDecision::decode(signed.as_ref()).unwrap();
+    let mut env = proto::SignedDecision::decode(signed.as_slice()).unwrap();
     env.payload[10] ^= 1;
     assert_eq!(failed_at(&verify(&browser, &base, dsse_json(&env.encode_to_vec()).as_bytes(), None)), Some("signature"));
     let mut wrong_request = request_bytes.clone();
