@@ -301,7 +301,10 @@ fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 async fn activity(State(c): Shared, req: Request) -> Response {
     let w = query(&req, "window").unwrap_or("hour");
     let Some(window) = Window::parse(w) else {
-        return error(StatusCode::BAD_REQUEST, format!("window: must be `hour` or `day`, got `{}`", silkgate_core::request::echo(w)));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("window: must be `hour` or `day`, got `{}`", silkgate_core::request::echo(w)),
+        );
     };
     json(StatusCode::OK, &c.state.activity.snapshot(window, UnixTime::now().secs))
 }
@@ -417,7 +420,14 @@ fn evaluate(state: &NodeState, body: &[u8], now: UnixTime) -> Result<TryAnswer, 
         .map(|t| {
             let r = &policy.rules[t.rule];
             let (failed_condition, actual) = t.failed.unwrap_or_default();
-            TraceView { rule_id: r.id.clone(), effect: r.effect.as_str(), in_force: t.in_force, matched: t.matched, failed_condition, actual }
+            TraceView {
+                rule_id: r.id.clone(),
+                effect: r.effect.as_str(),
+                in_force: t.in_force,
+                matched: t.matched,
+                failed_condition,
+                actual,
+            }
         })
         .collect();
     Ok(TryAnswer {

@@ -213,7 +213,11 @@ async fn console_pages_charts_and_verification_in_chromium() {
 
     // Every page loads with no console message and no error.
     let node = browser.page(&format!("{base}/console/"));
-    assert!(node.contains("console-test") && node.contains("Test land") && node.contains(&state.signer.key_id().to_string()));
+    assert!(
+        node.contains("console-test")
+            && node.contains("Test land")
+            && node.contains(&state.signer.key_id().to_string())
+    );
     let decisions = browser.page(&format!("{base}/console/decisions"));
     for (a, _) in &answers {
         assert!(decisions.contains(&a.decision_id), "the latest decisions list {}", a.decision_id);
@@ -248,7 +252,10 @@ async fn console_pages_charts_and_verification_in_chromium() {
     // One byte changed: each copy fails at the step that covers that byte.
     let mut env = proto::SignedDecision::decode(signed.as_slice()).unwrap();
     env.payload[10] ^= 1;
-    assert_eq!(failed_at(&verify(&browser, &base, dsse_json(&env.encode_to_vec()).as_bytes(), None)), Some("signature"));
+    assert_eq!(
+        failed_at(&verify(&browser, &base, dsse_json(&env.encode_to_vec()).as_bytes(), None)),
+        Some("signature")
+    );
     let mut wrong_request = request_bytes.clone();
     wrong_request[3] ^= 1;
     assert_eq!(failed_at(&verify(&browser, &base, json.as_bytes(), Some(&wrong_request))), Some("request-digest"));
@@ -383,4 +390,81 @@ fn paeth(a: u8, b: u8, c: u8) -> u8 {
     } else {
         c
     }
+}
+
+/// One HTTP/1.1 exchange: the status line and headers (lower-case names), and the body.
+async fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_ascii_lowercase(), body.to_string())
+}
+
+#[tokio::test]
+async fn strict_headers_and_the_try_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, state) = common::start_in_process(dir.path(), POLICY, "console-api", Default::default()).await;
+    let serve = |try_enabled| {
+        let state = state.clone();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let router = silkgate::console::router_with(state, silkgate::console::Options { try_enabled });
+            tokio::spawn(silkgate::console::serve(listener, router));
+            addr
+        }
+    };
+    let on = serve(true).await;
+    let off = serve(false).await;
+
+    // Every answer, asset, API, error or redirect, carries the strict headers.
+    for (method, path, status) in [
+        ("GET", "/console/", "200"),
+        ("GET", "/console/assets/checks.js", "200"),
+        ("GET", "/console/api/node", "200"),
+        ("GET", "/console/api/activity?window=week", "400"),
+        ("GET", "/console/nothing", "404"),
+        ("GET", "/console/api/try", "405"),
+        ("GET", "/console", "301"),
+    ] {
+        let (head, _) = http(&on, method, path, b"").await;
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{path}: {head}");
+        assert!(head.contains(&format!("content-security-policy: {}", silkgate::console::CSP)), "{path}: {head}");
+        assert!(head.contains("x-content-type-options: nosniff"), "{path}: {head}");
+        assert!(head.contains("referrer-policy: no-referrer"), "{path}: {head}");
+        assert!(head.contains("cache-control: no-"), "{path}: {head}");
+    }
+    let (head, _) = http(&on, "GET", "/console/assets/verify.js", b"").await;
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+
+    // Try: off unless enabled; explains rule by rule; bad input named; bounded.
+    let mining = serde_json::json!({"jurisdiction": "xx", "format": "toml", "text": "request_id = \"t1\"\ndeployment_kind = \"mining\"\n"});
+    let (head, body) = http(&off, "POST", "/console/api/try", mining.to_string().as_bytes()).await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(body.contains("--console-try"), "{body}");
+    let (head, body) = http(&on, "POST", "/console/api/try", mining.to_string().as_bytes()).await;
+    assert!(head.starts_with("http/1.1 200"), "{head} {body}");
+    let a: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(a["verdict"], "deny");
+    assert_eq!(a["matched"][0]["id"], "xx.mining");
+    assert_eq!(a["explanation"].as_array().unwrap().len(), 2, "{a}");
+    let bad = serde_json::json!({"jurisdiction": "XX", "format": "toml", "text": "request_id = \"t2\"\ndeployment_kind = \"minnig\"\n"});
+    let (head, body) = http(&on, "POST", "/console/api/try", bad.to_string().as_bytes()).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(body.contains("deployment_kind"), "the error names the field: {body}");
+    let big = serde_json::json!({"jurisdiction": "XX", "format": "toml", "text": "#".repeat(silkgate::console::MAX_TRY_BODY)});
+    let (head, _) = http(&on, "POST", "/console/api/try", big.to_string().as_bytes()).await;
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    // Try neither signs, logs nor counts.
+    assert_eq!(state.log.as_ref().unwrap().size(), 0);
+    assert!(state.activity.recent(10).is_empty());
 }

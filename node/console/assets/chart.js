@@ -41,7 +41,8 @@ export function columns(canvas, stacks, labels, empty) {
     ctx.moveTo(left, y + 0.5);
     ctx.lineTo(left + w, y + 0.5);
     ctx.stroke();
-    ctx.fillText(String(Math.round((max * i) / 4)), left - 4, y);
+    const t = (max * i) / 4;
+    ctx.fillText(Number.isInteger(t) ? String(t) : t.toFixed(1), left - 4, y);
   }
   const cw = w / Math.max(1, stacks.length);
   stacks.forEach((stack, i) => {

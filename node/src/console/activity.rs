@@ -97,7 +97,10 @@ struct Ring {
 
 impl Ring {
     fn new(window: Window) -> Self {
-        Ring { window, buckets: (0..window.buckets()).map(|_| Bucket { start: i64::MIN, ..Default::default() }).collect() }
+        Ring {
+            window,
+            buckets: (0..window.buckets()).map(|_| Bucket { start: i64::MIN, ..Default::default() }).collect(),
+        }
     }
 
     /// The bucket for time `t`, emptied first if it still holds an older period.
