@@ -447,7 +447,7 @@ async fn strict_headers_and_the_try_api() {
     assert!(head.contains("content-type: text/javascript"), "{head}");
 
     // Try: off unless enabled; explains rule by rule; bad input named; bounded.
-    let mining = serde_json::json!({"jurisdiction": "xx", "format": "toml", "text": "request_id = \"t1\"\ndeployment_kind = \"mining\"\n"});
+    let mining = serde_json::json!({"jurisdiction": "xx", "format": "toml", "text": "request_id = \"t1\"\ndeployment_kind = \"mining\"\npermission_model = \"permissioned\"\nnode_regions = [\"CN\"]\n[protocol]\nname = \"bitcoin\"\n"});
     let (head, body) = http(&off, "POST", "/console/api/try", mining.to_string().as_bytes()).await;
     assert!(head.starts_with("http/1.1 403"), "{head}");
     assert!(body.contains("--console-try"), "{body}");

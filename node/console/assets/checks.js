@@ -87,9 +87,11 @@ export async function parseKey(text) {
   if (/^[0-9a-fA-F]{64}$/.test(s)) {
     raw = unhex(s);
   } else {
-    const parts = s.split('+');
-    if (parts.length !== 3) throw new Error('a key is a verifier key string (origin+hash+base64) or 64 hex digits');
-    const [name, hash, b64] = parts;
+    // The base64 part may itself hold '+': split at the first two only.
+    const a = s.indexOf('+');
+    const b = a < 0 ? -1 : s.indexOf('+', a + 1);
+    if (a <= 0 || b < 0) throw new Error('a key is a verifier key string (origin+hash+base64) or 64 hex digits');
+    const [name, hash, b64] = [s.slice(0, a), s.slice(a + 1, b), s.slice(b + 1)];
     const k = unbase64(b64, 'verifier key');
     if (k.length !== 33 || k[0] !== 1) throw new Error('verifier key: not 0x01 followed by a 32-byte Ed25519 key');
     raw = k.subarray(1);
