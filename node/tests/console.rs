@@ -211,8 +211,16 @@ async fn console_pages_charts_and_verification_in_chromium() {
     bundle.verify(&state.signer.verifying_key(), None).unwrap();
     let bundle_json = bundle.to_json();
 
+    // A rejected reload, as the watcher records it: the Node page shows where.
+    {
+        let mut status = state.reload.lock().unwrap();
+        status.errors = 1;
+        status.last_error = "xx.toml:9:8: error: unknown attribute `deployment_knd`".into();
+    }
+
     // Every page loads with no console message and no error.
     let node = browser.page(&format!("{base}/console/"));
+    assert!(node.contains("id=\"last-reload-error\">xx.toml:9:8: error: unknown attribute `deployment_knd`"), "{node}");
     assert!(
         node.contains("console-test")
             && node.contains("Test land")
