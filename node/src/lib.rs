@@ -10,10 +10,12 @@
 //! - [`wire`] decodes requests as received; [`service`] answers `Compliance` calls
 //!   (evaluate, sign, log); [`log_service`] answers `DecisionLog` calls;
 //! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] serves
-//!   Prometheus text; [`tracebuf`] buffers tracing output;
+//!   Prometheus text; [`console`] serves the browser console; [`tracebuf`] buffers
+//!   tracing output;
 //! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
 //! - the `silkgate` binary's `cli` dispatches the commands.
 
+pub mod console;
 pub mod keys;
 pub mod limits;
 pub mod loader;

@@ -37,6 +37,8 @@ pub struct NodeState {
     pub log: Option<LogHandle>,
     pub metrics: Arc<Metrics>,
     pub reload: Arc<Mutex<ReloadStatus>>,
+    /// The decision series the console shows (fixed memory).
+    pub activity: crate::console::Activity,
 }
 
 impl NodeState {
@@ -58,6 +60,7 @@ impl NodeState {
             log,
             metrics: Arc::new(Metrics::new()),
             reload,
+            activity: crate::console::Activity::new(),
         }
     }
 }
@@ -263,6 +266,7 @@ impl ComplianceService {
             let s = &d.summary;
             let labels = DecisionLabels { jurisdiction: s.policy.jurisdiction.clone(), verdict: s.verdict.to_string() };
             self.state.metrics.decisions.get_or_create(&labels).inc();
+            self.state.activity.record(&s.policy.jurisdiction, s.verdict, &s.rules, &s.decision_id);
             tracing::info!(
                 decision.id = %s.decision_id,
                 request.id = %s.request_id,

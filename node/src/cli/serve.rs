@@ -67,6 +67,12 @@ pub struct Args {
     /// Address for the Prometheus endpoint (GET /metrics) [default: off].
     #[arg(long, env = "SILKGATE_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Address for the browser console (GET /console/), plain HTTP [default: off].
+    #[arg(long, env = "SILKGATE_CONSOLE_LISTEN")]
+    console_listen: Option<String>,
+    /// Let the console's Try page evaluate requests (no signing, no logging) [default: false].
+    #[arg(long, env = "SILKGATE_CONSOLE_TRY")]
+    console_try: Option<bool>,
     /// How often the policy directory is checked for changes, in ms [default: 500].
     #[arg(long, env = "SILKGATE_RELOAD_INTERVAL_MS")]
     reload_interval_ms: Option<u64>,
@@ -163,6 +169,8 @@ struct FileConfig {
     log_commit_siblings: Option<usize>,
     log_format: Option<String>,
     metrics_listen: Option<String>,
+    console_listen: Option<String>,
+    console_try: Option<bool>,
     reload_interval_ms: Option<u64>,
     max_request_bytes: Option<usize>,
     max_concurrency: Option<usize>,
@@ -201,6 +209,8 @@ struct Settings {
     commit: GroupCommit,
     log_format: String,
     metrics_listen: Option<SocketAddr>,
+    /// Where the console listens, and its options.
+    console: Option<(SocketAddr, silkgate::console::Options)>,
     reload_interval: Duration,
     options: Options,
     grace: Duration,
@@ -231,6 +241,8 @@ fn settings(a: Args) -> Result<Settings, String> {
         return Err(format!("log_format: `{log_format}` is not `text` or `json`"));
     }
     let metrics_listen = a.metrics_listen.or(f.metrics_listen).map(|m| addr("metrics_listen", &m)).transpose()?;
+    let console_options = silkgate::console::Options { try_enabled: a.console_try.or(f.console_try).unwrap_or(false) };
+    let console = a.console_listen.or(f.console_listen).map(|c| addr("console_listen", &c)).transpose()?;
     let reload_ms = a.reload_interval_ms.or(f.reload_interval_ms).unwrap_or(500);
     if !(50..=60_000).contains(&reload_ms) {
         return Err(format!("reload_interval_ms: must be between 50 and 60000, got {reload_ms}"));
@@ -318,6 +330,7 @@ fn settings(a: Args) -> Result<Settings, String> {
         commit: GroupCommit { delay: Duration::from_micros(delay_us), siblings, ..GroupCommit::default() },
         log_format,
         metrics_listen,
+        console: console.map(|c| (c, console_options)),
         reload_interval: Duration::from_millis(reload_ms),
         options: Options {
             max_request_bytes,
@@ -532,6 +545,15 @@ async fn serve(s: Settings, state: Arc<NodeState>, started: std::time::Instant) 
                 tokio::spawn(silkgate::metrics::serve(l, state.metrics.clone(), state.clone()));
             }
             Err(e) => return fail(format!("bind metrics {m}: {e}")),
+        }
+    }
+    if let Some((c, options)) = s.console {
+        match tokio::net::TcpListener::bind(c).await {
+            Ok(l) => {
+                tracing::info!(listen = %c, console_try = options.try_enabled, "console");
+                tokio::spawn(silkgate::console::serve(l, silkgate::console::router_with(state.clone(), options)));
+            }
+            Err(e) => return fail(format!("bind console {c}: {e}")),
         }
     }
     let (force_tx, force_rx) = tokio::sync::mpsc::channel(4);
