@@ -12,6 +12,7 @@
 //! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] serves
 //!   Prometheus text; [`tracebuf`] buffers tracing output;
 //! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
+//! - [`network`]: the network roster (trust, reload) and `Network.Certify`, the gateway;
 //! - the `silkgate` binary's `cli` dispatches the commands.
 
 pub mod keys;
@@ -20,6 +21,7 @@ pub mod loader;
 pub mod log;
 pub mod log_service;
 pub mod metrics;
+pub mod network;
 pub mod reload;
 pub mod server;
 pub mod service;
@@ -39,6 +41,7 @@ pub mod proto {
     /// The server side of `Compliance`, declared in build.rs over [`crate::wire`] types.
     pub mod server {
         include!(concat!(env!("OUT_DIR"), "/server/silkgate.v1.Compliance.rs"));
+        include!(concat!(env!("OUT_DIR"), "/server/silkgate.v1.Network.rs"));
     }
 
     /// The encoded file descriptor set of the API, for gRPC reflection.

@@ -37,6 +37,8 @@ pub struct NodeState {
     pub log: Option<LogHandle>,
     pub metrics: Arc<Metrics>,
     pub reload: Arc<Mutex<ReloadStatus>>,
+    /// The network roster and peer settings; without a roster the node works alone.
+    pub network: Arc<crate::network::Network>,
 }
 
 impl NodeState {
@@ -58,6 +60,7 @@ impl NodeState {
             log,
             metrics: Arc::new(Metrics::new()),
             reload,
+            network: Arc::default(),
         }
     }
 }
@@ -297,6 +300,7 @@ impl ComplianceService {
             })
             .collect();
         let key = self.state.signer.verifying_key();
+        let roster = self.state.network.info();
         let mut purposes = vec!["decisions".to_string()];
         if self.state.log.is_some() {
             purposes.push("checkpoints".into());
@@ -325,6 +329,10 @@ impl ComplianceService {
                 .as_ref()
                 .map(|l| silkgate_core::checkpoint::vkey(l.origin(), &key))
                 .unwrap_or_default(),
+            roster_network_id: roster.network_id,
+            roster_version: roster.version,
+            roster_sha256: roster.sha256,
+            roster_error: roster.error,
         }
     }
 
