@@ -25,7 +25,6 @@ use ed25519_dalek::VerifyingKey;
 use silkgate_verify::roster::{self, VerifiedRoster};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-
 /// What the node trusts to sign rosters.
 #[derive(Clone, Debug, Default)]
 pub struct Trust {
@@ -143,10 +142,16 @@ impl Network {
         let Some(current) = self.roster() else { return Ok(Some(v)) };
         let (new, cur) = (&v.roster, &current.roster);
         if new.network_id != cur.network_id {
-            return Err(format!("roster is for network `{}`, the roster in force for `{}`", new.network_id, cur.network_id));
+            return Err(format!(
+                "roster is for network `{}`, the roster in force for `{}`",
+                new.network_id, cur.network_id
+            ));
         }
         if new.version < cur.version {
-            return Err(format!("version {} is lower than version {} in force (no rollback)", new.version, cur.version));
+            return Err(format!(
+                "version {} is lower than version {} in force (no rollback)",
+                new.version, cur.version
+            ));
         }
         if v.digest == current.digest {
             return Ok(None);
@@ -264,7 +269,9 @@ impl Watcher {
                             );
                         }
                         Ok(Offer::Unchanged) => {}
-                        Err(e) => tracing::error!(error = %e, path = %self.path.display(), "network roster refused; the roster in force stays"),
+                        Err(e) => {
+                            tracing::error!(error = %e, path = %self.path.display(), "network roster refused; the roster in force stays")
+                        }
                     }
                     last = Some(bytes);
                 }

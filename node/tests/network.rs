@@ -194,7 +194,8 @@ async fn a_certificate_covers_every_jurisdiction_and_verifies_offline() {
     let log = gateway.log.as_ref().unwrap();
     let inc = log.inclusion(resp.log_index, 0).unwrap();
     assert_eq!(inc.entry, env.encode_to_vec());
-    let report = silkgate::log::audit::audit(&dir.path().join("sg-1").join("log"), &gateway.signer.verifying_key(), |_, _| {});
+    let report =
+        silkgate::log::audit::audit(&dir.path().join("sg-1").join("log"), &gateway.signer.verifying_key(), |_, _| {});
     assert!(report.is_ok(), "{:?}", report.err());
 
     // Any denial makes the whole certificate DENY.
@@ -336,7 +337,11 @@ async fn evidence_that_does_not_verify_is_named_and_incomplete() {
     assert_eq!(c.verdict, CertificateVerdict::Incomplete as i32);
     let names: Vec<&str> = c.missing.iter().map(|m| m.jurisdiction.as_str()).collect();
     assert_eq!(names, ["SG"]);
-    assert!(c.missing[0].reason.contains("sg-1") && c.missing[0].reason.contains("no signature by a known key"), "{}", c.missing[0].reason);
+    assert!(
+        c.missing[0].reason.contains("sg-1") && c.missing[0].reason.contains("no signature by a known key"),
+        "{}",
+        c.missing[0].reason
+    );
 }
 
 #[tokio::test]
@@ -411,7 +416,10 @@ async fn rosters_short_of_signatures_or_older_are_refused_and_the_last_good_stay
     let file = dir.path().join("roster.json");
     std::fs::write(&file, to_dsse_json(&signed(&roster_of(4, &[&cn]), &[1, 3])).to_string()).unwrap();
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(silkgate::network::Watcher { path: file.clone(), network: state.network.clone() }.run(Duration::from_millis(50), rx));
+    tokio::spawn(
+        silkgate::network::Watcher { path: file.clone(), network: state.network.clone() }
+            .run(Duration::from_millis(50), rx),
+    );
     wait(|| net.info().version == 4).await;
     std::fs::write(&file, to_dsse_json(&signed(&roster_of(5, &[&cn]), &[3])).to_string()).unwrap();
     wait(|| !net.info().error.is_empty()).await;
@@ -491,7 +499,11 @@ log_verifier_key = "{}"
     std::fs::write(&src, toml.replace(r#"regions = ["CN"]"#, r#"regions = ["JP"]"#)).unwrap();
     let o = sign(&["--toml".as_ref(), src.as_ref(), "--key".as_ref(), g1.as_ref(), "--out".as_ref(), out.as_ref()]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("node[0].regions[0]: `JP` is not in the region table"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("node[0].regions[0]: `JP` is not in the region table"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // An unknown key is refused with line and column.
     std::fs::write(&src, toml.replace("version = 1", "version = 1\nversoin = 2")).unwrap();
     let o = sign(&["--toml".as_ref(), src.as_ref(), "--key".as_ref(), g1.as_ref(), "--out".as_ref(), out.as_ref()]);

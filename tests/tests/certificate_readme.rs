@@ -12,7 +12,9 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use silkgate::proto;
 use silkgate::service::NodeState;
-use silkgate_tests::{allowed_request, readme_leaf_hash, readme_open_checkpoint, readme_pae, readme_verify, readme_verify_inclusion};
+use silkgate_tests::{
+    allowed_request, readme_leaf_hash, readme_open_checkpoint, readme_pae, readme_verify, readme_verify_inclusion,
+};
 
 const ROSTER_TYPE: &str = "application/vnd.silkgate.roster.v1+protobuf";
 const CERT_TYPE: &str = "application/vnd.silkgate.certificate.v1+protobuf";
@@ -66,13 +68,20 @@ fn readme_roster(env: &proto::SignedDecision, trusted: &[VerifyingKey], least: u
 }
 
 /// Verifies a certificate per the README's seven steps; returns its verdict number.
-fn readme_certificate(env: &proto::SignedDecision, roster_env: &proto::SignedDecision, r: &proto::Roster) -> Result<i32, String> {
+fn readme_certificate(
+    env: &proto::SignedDecision,
+    roster_env: &proto::SignedDecision,
+    r: &proto::Roster,
+) -> Result<i32, String> {
     if env.payload_type != CERT_TYPE {
         return Err("payload type".into());
     }
     let c = proto::DeploymentCertificate::decode(env.payload.as_slice()).map_err(|e| e.to_string())?;
     let rref = c.roster.as_ref().ok_or("no roster")?;
-    if rref.network_id != r.network_id || rref.version != r.version || rref.sha256 != Sha256::digest(&roster_env.payload).to_vec() {
+    if rref.network_id != r.network_id
+        || rref.version != r.version
+        || rref.sha256 != Sha256::digest(&roster_env.payload).to_vec()
+    {
         return Err("roster reference".into());
     }
     let node = |id: &str| r.nodes.iter().find(|n| n.node_id == id);
@@ -80,18 +89,30 @@ fn readme_certificate(env: &proto::SignedDecision, roster_env: &proto::SignedDec
     let gw_key = gw.keys.iter().find(|k| k.key_id == c.key_id).ok_or("gateway key")?;
     let sig = env.signatures.iter().find(|s| s.keyid == c.key_id).ok_or("no gateway signature")?;
     let vk = VerifyingKey::from_bytes(gw_key.public_key.as_slice().try_into().unwrap()).map_err(|e| e.to_string())?;
-    vk.verify_strict(&readme_pae(&env.payload_type, &env.payload), &Signature::from_slice(&sig.sig).map_err(|e| e.to_string())?)
-        .map_err(|_| "gateway signature")?;
+    vk.verify_strict(
+        &readme_pae(&env.payload_type, &env.payload),
+        &Signature::from_slice(&sig.sig).map_err(|e| e.to_string())?,
+    )
+    .map_err(|_| "gateway signature")?;
     // Step 4.
     let table = |region: &str| r.regions.iter().find(|x| x.region == region).map(|x| x.jurisdiction.clone());
-    let mapped: BTreeSet<String> = c.regions.iter().map(|x| {
-        assert_eq!(table(&x.region), Some(x.jurisdiction.clone()));
-        x.jurisdiction.clone()
-    }).collect();
+    let mapped: BTreeSet<String> = c
+        .regions
+        .iter()
+        .map(|x| {
+            assert_eq!(table(&x.region), Some(x.jurisdiction.clone()));
+            x.jurisdiction.clone()
+        })
+        .collect();
     if mapped.into_iter().collect::<Vec<_>>() != c.jurisdictions {
         return Err("jurisdictions".into());
     }
-    let mut all: Vec<&str> = c.evidence.iter().map(|e| e.jurisdiction.as_str()).chain(c.missing.iter().map(|m| m.jurisdiction.as_str())).collect();
+    let mut all: Vec<&str> = c
+        .evidence
+        .iter()
+        .map(|e| e.jurisdiction.as_str())
+        .chain(c.missing.iter().map(|m| m.jurisdiction.as_str()))
+        .collect();
     all.sort();
     if all != c.jurisdictions.iter().map(String::as_str).collect::<Vec<_>>() {
         return Err("evidence and missing".into());
@@ -105,19 +126,38 @@ fn readme_certificate(env: &proto::SignedDecision, roster_env: &proto::SignedDec
             return Err("node does not enforce the jurisdiction".into());
         }
         let signed = proto::SignedDecision::decode(ev.decision.as_slice()).map_err(|e| e.to_string())?;
-        let keys: Vec<proto::PublicKey> = n.keys.iter().map(|k| proto::PublicKey { public_key: k.public_key.clone(), key_id: k.key_id.clone(), ..Default::default() }).collect();
+        let keys: Vec<proto::PublicKey> = n
+            .keys
+            .iter()
+            .map(|k| proto::PublicKey {
+                public_key: k.public_key.clone(),
+                key_id: k.key_id.clone(),
+                ..Default::default()
+            })
+            .collect();
         let d = readme_verify(&signed, &keys)?;
-        if d.jurisdiction != ev.jurisdiction || d.node_id != n.node_id || d.request_sha256 != c.request_sha256 || d.request_id != c.request_id {
+        if d.jurisdiction != ev.jurisdiction
+            || d.node_id != n.node_id
+            || d.request_sha256 != c.request_sha256
+            || d.request_id != c.request_id
+        {
             return Err(format!("decision of {} does not match", ev.jurisdiction));
         }
         // The checkpoint key: the base64 part of the verifier key, 0x01 || key.
         use base64::Engine as _;
-        let typed = base64::engine::general_purpose::STANDARD.decode(n.log_verifier_key.rsplit('+').next().unwrap()).unwrap();
+        let typed =
+            base64::engine::general_purpose::STANDARD.decode(n.log_verifier_key.rsplit('+').next().unwrap()).unwrap();
         let (origin, size, root) = readme_open_checkpoint(&ev.checkpoint, &typed[1..]).ok_or("checkpoint signature")?;
         if origin != n.log_origin || size != ev.tree_size {
             return Err("checkpoint origin or size".into());
         }
-        if !readme_verify_inclusion(readme_leaf_hash(&ev.decision), ev.log_index, ev.tree_size, &ev.inclusion_proof, &root) {
+        if !readme_verify_inclusion(
+            readme_leaf_hash(&ev.decision),
+            ev.log_index,
+            ev.tree_size,
+            &ev.inclusion_proof,
+            &root,
+        ) {
             return Err(format!("inclusion proof of {}", ev.jurisdiction));
         }
         any_deny |= d.verdict == proto::Verdict::Deny as i32;
@@ -125,7 +165,13 @@ fn readme_certificate(env: &proto::SignedDecision, roster_env: &proto::SignedDec
         earliest = Some(earliest.map_or((na.seconds, na.nanos), |e| e.min((na.seconds, na.nanos))));
     }
     // Steps 6 and 7.
-    let verdict = if any_deny { 2 } else if !c.missing.is_empty() || c.evidence.is_empty() { 3 } else { 1 };
+    let verdict = if any_deny {
+        2
+    } else if !c.missing.is_empty() || c.evidence.is_empty() {
+        3
+    } else {
+        1
+    };
     if verdict != c.verdict {
         return Err("verdict".into());
     }

@@ -79,7 +79,8 @@ pub fn check_evidence(
     if !node.jurisdictions.iter().any(|j| j == jurisdiction) {
         return Err(format!("node `{node_id}` does not enforce {jurisdiction} in the roster"));
     }
-    let env = proto::SignedDecision::decode(signed.as_slice()).map_err(|e| format!("decision: not a SignedDecision: {e}"))?;
+    let env =
+        proto::SignedDecision::decode(signed.as_slice()).map_err(|e| format!("decision: not a SignedDecision: {e}"))?;
     let d = decision::verify(&env, &node_keys(node), None).map_err(|e| format!("decision of node `{node_id}`: {e}"))?;
     if d.jurisdiction != jurisdiction {
         return Err(format!("decision is for jurisdiction `{}`", d.jurisdiction));
@@ -122,18 +123,19 @@ pub fn verdict(decisions: &[proto::Decision], any_missing: bool) -> CertificateV
 
 /// The earliest `not_after` of the decisions, or `issued_at` when there is none.
 pub fn not_after(decisions: &[proto::Decision], issued_at: prost_types::Timestamp) -> prost_types::Timestamp {
-    decisions
-        .iter()
-        .filter_map(|d| d.not_after)
-        .min_by_key(|t| (t.seconds, t.nanos))
-        .unwrap_or(issued_at)
+    decisions.iter().filter_map(|d| d.not_after).min_by_key(|t| (t.seconds, t.nanos)).unwrap_or(issued_at)
 }
 
 fn verify_signature(env: &proto::SignedDecision, keys: &[VerifyingKey], want: &str) -> Result<(), String> {
     let message = pae(&env.payload_type, &env.payload);
-    let key = keys.iter().find(|k| key_id(k) == want).ok_or_else(|| format!("key `{want}` is not one of its keys in the roster"))?;
-    let s = env.signatures.iter().find(|s| s.keyid == want).ok_or_else(|| format!("no signature by its key `{want}`"))?;
-    let sig = ed25519_dalek::Signature::from_slice(&s.sig).map_err(|_| format!("signature by `{want}` does not verify"))?;
+    let key = keys
+        .iter()
+        .find(|k| key_id(k) == want)
+        .ok_or_else(|| format!("key `{want}` is not one of its keys in the roster"))?;
+    let s =
+        env.signatures.iter().find(|s| s.keyid == want).ok_or_else(|| format!("no signature by its key `{want}`"))?;
+    let sig =
+        ed25519_dalek::Signature::from_slice(&s.sig).map_err(|_| format!("signature by `{want}` does not verify"))?;
     key.verify_strict(&message, &sig).map_err(|_| format!("signature by `{want}` does not verify"))
 }
 
@@ -159,7 +161,8 @@ pub fn verify(
         .map_err(|e| CertificateError::Payload(e.to_string()))?;
     let given = roster.reference();
     if c.roster.as_ref() != Some(&given) {
-        let show = |r: &proto::RosterRef| format!("`{}` version {} ({})", r.network_id, r.version, hex::encode(&r.sha256));
+        let show =
+            |r: &proto::RosterRef| format!("`{}` version {} ({})", r.network_id, r.version, hex::encode(&r.sha256));
         let named = c.roster.as_ref().map_or_else(|| "none".to_string(), show);
         return Err(CertificateError::Roster { named, given: show(&given) });
     }
@@ -198,7 +201,10 @@ pub fn verify(
     let mut all: Vec<&str> = answered.iter().chain(missing.iter()).copied().collect();
     all.sort_unstable();
     if all != required {
-        return Err(inconsistent("evidence", "evidence and missing together are not the required jurisdictions, once each"));
+        return Err(inconsistent(
+            "evidence",
+            "evidence and missing together are not the required jurisdictions, once each",
+        ));
     }
     let mut decisions = Vec::with_capacity(c.evidence.len());
     for ev in &c.evidence {

@@ -117,7 +117,8 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<proto::SignedDecision, String> {
         let text = std::str::from_utf8(bytes).map_err(|_| "DSSE JSON that is not UTF-8".to_string())?;
         crate::decision::from_dsse_json(text)
     } else {
-        proto::SignedDecision::decode(bytes).map_err(|e| format!("neither DSSE JSON nor a protobuf SignedDecision: {e}"))
+        proto::SignedDecision::decode(bytes)
+            .map_err(|e| format!("neither DSSE JSON nor a protobuf SignedDecision: {e}"))
     }
 }
 
@@ -146,7 +147,10 @@ fn echo(s: &str) -> String {
 fn key_of(field: &str, k: &proto::RosterKey) -> Result<VerifyingKey, RosterError> {
     let key = decode_key(&k.public_key).map_err(|r| invalid(format!("{field}.public_key"), r))?;
     if k.key_id != key_id(&key) {
-        return Err(invalid(format!("{field}.key_id"), format!("`{}` is not the key's id {}", echo(&k.key_id), key_id(&key))));
+        return Err(invalid(
+            format!("{field}.key_id"),
+            format!("`{}` is not the key's id {}", echo(&k.key_id), key_id(&key)),
+        ));
     }
     Ok(key)
 }
@@ -154,7 +158,8 @@ fn key_of(field: &str, k: &proto::RosterKey) -> Result<VerifyingKey, RosterError
 /// Checks a roster's content: every field present and well-formed, references
 /// resolved, bounds kept. Returns the region table.
 pub fn validate(r: &proto::Roster) -> Result<BTreeMap<String, String>, RosterError> {
-    let proto::Roster { network_id, version, issued_at, threshold, governance_keys, regions, nodes, witness_quorum } = r;
+    let proto::Roster { network_id, version, issued_at, threshold, governance_keys, regions, nodes, witness_quorum } =
+        r;
     if network_id.is_empty() || network_id.len() > 128 || !network_id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid("network_id", "must be 1 to 128 printable ASCII characters without spaces"));
     }
@@ -165,7 +170,10 @@ pub fn validate(r: &proto::Roster) -> Result<BTreeMap<String, String>, RosterErr
         return Err(invalid("issued_at", "required"));
     }
     if governance_keys.is_empty() || governance_keys.len() > MAX_GOVERNANCE_KEYS {
-        return Err(invalid("governance_keys", format!("1 to {MAX_GOVERNANCE_KEYS} keys, got {}", governance_keys.len())));
+        return Err(invalid(
+            "governance_keys",
+            format!("1 to {MAX_GOVERNANCE_KEYS} keys, got {}", governance_keys.len()),
+        ));
     }
     let mut seen = BTreeSet::new();
     for (i, k) in governance_keys.iter().enumerate() {
@@ -249,9 +257,13 @@ pub fn validate(r: &proto::Roster) -> Result<BTreeMap<String, String>, RosterErr
         for (k, key) in keys.iter().enumerate() {
             key_of(&f(&format!("keys[{k}]")), key)?;
         }
-        let (name, _) = checkpoint::parse_vkey(log_verifier_key).map_err(|e| invalid(f("log_verifier_key"), e.to_string()))?;
+        let (name, _) =
+            checkpoint::parse_vkey(log_verifier_key).map_err(|e| invalid(f("log_verifier_key"), e.to_string()))?;
         if &name != log_origin {
-            return Err(invalid(f("log_origin"), format!("`{}` is not the verifier key's name `{name}`", echo(log_origin))));
+            return Err(invalid(
+                f("log_origin"),
+                format!("`{}` is not the verifier key's name `{name}`", echo(log_origin)),
+            ));
         }
         if !origins.insert(log_origin.as_str()) {
             return Err(invalid(f("log_origin"), format!("`{log_origin}` is another node's log")));
@@ -305,7 +317,12 @@ pub fn verify(
     if signers.len() < need {
         let none = || "none".to_string();
         let list = |v: &[String]| if v.is_empty() { none() } else { v.join(", ") };
-        return Err(RosterError::Threshold { got: signers.len(), need, signers: list(&signers), ignored: list(&ignored) });
+        return Err(RosterError::Threshold {
+            got: signers.len(),
+            need,
+            signers: list(&signers),
+            ignored: list(&ignored),
+        });
     }
     let digest = Sha256::digest(&env.payload).into();
     Ok(VerifiedRoster { roster, digest, signers, regions })

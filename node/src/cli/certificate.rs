@@ -77,7 +77,8 @@ pub fn run(args: Args) -> u8 {
 /// What a person reads about a verified certificate.
 pub fn summary(v: &certificate::Verified) -> String {
     let c = &v.certificate;
-    let at = |t: Option<prost_types::Timestamp>| t.map(|t| UnixTime::from_secs(t.seconds).rfc3339()).unwrap_or_default();
+    let at =
+        |t: Option<prost_types::Timestamp>| t.map(|t| UnixTime::from_secs(t.seconds).rfc3339()).unwrap_or_default();
     let mut out = format!(
         "valid certificate {}: {} for request `{}` (sha256 {})\n  by gateway {} under roster `{}` version {}\n  issued {}, valid until {}\n",
         c.certificate_id,

@@ -119,7 +119,8 @@ fn sign(a: SignArgs) -> u8 {
 pub fn load_verified(path: &Path, keys: &[String], threshold: u32) -> Result<VerifiedRoster, (u8, String)> {
     let mut trusted = Vec::new();
     for k in keys {
-        trusted.push(super::key::PublicKey::parse(k).map_err(|e| (super::EXIT_ERROR, format!("--network-key: {e}")))?.key);
+        trusted
+            .push(super::key::PublicKey::parse(k).map_err(|e| (super::EXIT_ERROR, format!("--network-key: {e}")))?.key);
     }
     let env = read(path).and_then(|b| roster::parse_envelope(&b)).map_err(|e| (super::EXIT_ERROR, e))?;
     roster::verify(&env, &trusted, threshold).map_err(|e| (EXIT_NEGATIVE, format!("roster {}: {e}", path.display())))

@@ -245,7 +245,10 @@ fn network_settings(a: &mut Args, f: &mut FileConfig) -> Result<NetworkSettings,
     }
     let threshold = a.network_threshold.or(f.network_threshold).unwrap_or(1);
     if threshold == 0 || threshold as usize > keys.len().max(1) {
-        return Err(format!("network_threshold: must be between 1 and the {} network keys, got {threshold}", keys.len()));
+        return Err(format!(
+            "network_threshold: must be between 1 and the {} network keys, got {threshold}",
+            keys.len()
+        ));
     }
     let timeout = bounded("certify_timeout_ms", a.certify_timeout_ms, f.certify_timeout_ms, 3000, 10..=60_000)?;
     let ca = a.network_tls_ca.take().or(f.network_tls_ca.take());
@@ -253,8 +256,11 @@ fn network_settings(a: &mut Args, f: &mut FileConfig) -> Result<NetworkSettings,
         None => None,
         Some(ca) => {
             let pem = std::fs::read(&ca).map_err(|e| format!("network_tls_ca: {}: {e}", ca.display()))?;
-            let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            if let (Some(cert), Some(key)) = (a.tls_cert.clone().or(f.tls_cert.clone()), a.tls_key.clone().or(f.tls_key.clone())) {
+            let mut tls =
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            if let (Some(cert), Some(key)) =
+                (a.tls_cert.clone().or(f.tls_cert.clone()), a.tls_key.clone().or(f.tls_key.clone()))
+            {
                 let cert = std::fs::read(&cert).map_err(|e| format!("tls_cert: {}: {e}", cert.display()))?;
                 let key = std::fs::read(&key).map_err(|e| format!("tls_key: {}: {e}", key.display()))?;
                 tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));

@@ -17,7 +17,7 @@ use prost::encoding::{self as enc, DecodeContext, WireType};
 use sha2::{Digest, Sha256};
 use silkgate_core::time::UnixTime;
 use silkgate_verify::certificate;
-use silkgate_verify::proto::{CertificateVerdict, JurisdictionEvidence, MissingJurisdiction, RegionJurisdiction};
+use silkgate_verify::proto::{JurisdictionEvidence, MissingJurisdiction, RegionJurisdiction};
 use silkgate_verify::roster::{self, VerifiedRoster};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
@@ -124,7 +124,11 @@ fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
 fn regions(req: &proto::DeploymentRequest) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let storage = req.data.as_ref().map(|d| d.storage_regions.as_slice()).unwrap_or_default();
-    let lists = [("node_regions", &req.node_regions[..]), ("consensus_node_regions", &req.consensus_node_regions[..]), ("data.storage_regions", storage)];
+    let lists = [
+        ("node_regions", &req.node_regions[..]),
+        ("consensus_node_regions", &req.consensus_node_regions[..]),
+        ("data.storage_regions", storage),
+    ];
     for (name, list) in lists {
         for (i, r) in list.iter().enumerate() {
             let r = r.to_ascii_uppercase();
@@ -172,7 +176,10 @@ impl NetworkService {
             .map_err(|e| invalid(&format!("request.{}", e.field), e.reason))?;
         let regions = regions(&parsed);
         if regions.is_empty() {
-            return Err(invalid("request.node_regions", "required to certify: no region names where the deployment runs"));
+            return Err(invalid(
+                "request.node_regions",
+                "required to certify: no region names where the deployment runs",
+            ));
         }
         let mut mapped = Vec::with_capacity(regions.len());
         for (region, field) in &regions {
@@ -216,7 +223,9 @@ impl NetworkService {
                     evidence.push(ev);
                     decisions.push(d);
                 }
-                Some(Err(reason)) => missing.push(MissingJurisdiction { jurisdiction: j.clone(), reason: capped(reason) }),
+                Some(Err(reason)) => {
+                    missing.push(MissingJurisdiction { jurisdiction: j.clone(), reason: capped(reason) })
+                }
                 None => missing.push(MissingJurisdiction { jurisdiction: j.clone(), reason: "task failed".into() }),
             }
         }
@@ -309,7 +318,12 @@ impl NetworkService {
         let channel = self.state.network.channel(&node.grpc_endpoint)?;
         let mut grpc = tonic::client::Grpc::new(channel.clone());
         grpc.ready().await.map_err(|e| format!("connect: {e}"))?;
-        let request = wire::EvaluateRequest { jurisdiction: j.to_string(), request: Some(bytes), explain: false, malformed: None };
+        let request = wire::EvaluateRequest {
+            jurisdiction: j.to_string(),
+            request: Some(bytes),
+            explain: false,
+            malformed: None,
+        };
         // The response's decision is kept as the bytes the node sent and logged.
         let codec = tonic_prost::ProstCodec::<wire::EvaluateRequest, wire::EvaluateResponse>::default();
         let path = http::uri::PathAndQuery::from_static("/silkgate.v1.Compliance/Evaluate");

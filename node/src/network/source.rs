@@ -64,7 +64,12 @@ pub fn parse(text: &str) -> Result<proto::Roster, String> {
         .collect::<Result<_, _>>()?;
     let mut nodes = Vec::with_capacity(t.nodes.len());
     for (i, n) in t.nodes.into_iter().enumerate() {
-        let keys = n.keys.iter().enumerate().map(|(k, h)| key(&format!("node[{i}].keys[{k}]"), h)).collect::<Result<_, _>>()?;
+        let keys = n
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(k, h)| key(&format!("node[{i}].keys[{k}]"), h))
+            .collect::<Result<_, _>>()?;
         let (origin, _) = silkgate_verify::checkpoint::parse_vkey(&n.log_verifier_key)
             .map_err(|e| format!("node[{i}].log_verifier_key: {e}"))?;
         nodes.push(proto::RosterNode {
