@@ -405,9 +405,9 @@ pub(crate) mod tests {
         trusted_more.push(key(9).verifying_key());
         let e = verify(&env, &trusted_more, 1).unwrap_err().to_string();
         assert!(e.contains("not among the roster's governance keys"), "{e}");
-        // A tampered payload breaks every signature.
+        // A changed payload (witness_quorum = 1 appended) breaks every signature.
         add_signature(&mut env, &key(2));
-        env.payload.push(0x38);
+        env.payload.push(0x40);
         env.payload.push(0x01);
         let e = verify(&env, &trusted(), 1).unwrap_err().to_string();
         assert!(e.contains("signature does not verify"), "{e}");
