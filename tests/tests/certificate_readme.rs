@@ -143,10 +143,11 @@ fn readme_certificate(
         {
             return Err(format!("decision of {} does not match", ev.jurisdiction));
         }
-        // The checkpoint key: the base64 part of the verifier key, 0x01 || key.
+        // The checkpoint key: the verifier key's third part (everything after the second
+        // `+`; base64 may hold `+`) is base64 of 0x01 || key.
         use base64::Engine as _;
-        let typed =
-            base64::engine::general_purpose::STANDARD.decode(n.log_verifier_key.rsplit('+').next().unwrap()).unwrap();
+        let b64 = n.log_verifier_key.splitn(3, '+').nth(2).ok_or("verifier key")?;
+        let typed = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| e.to_string())?;
         let (origin, size, root) = readme_open_checkpoint(&ev.checkpoint, &typed[1..]).ok_or("checkpoint signature")?;
         if origin != n.log_origin || size != ev.tree_size {
             return Err("checkpoint origin or size".into());
