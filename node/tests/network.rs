@@ -510,3 +510,46 @@ log_verifier_key = "{}"
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("roster.toml:3:1:"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `silkgate serve --roster`: a roster short of signatures stops the start (exit 64,
+/// naming the roster); a good one shows in NodeInfo.
+#[tokio::test]
+async fn serve_loads_the_roster_at_start_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policy");
+    std::fs::create_dir_all(&policy_dir).unwrap();
+    std::fs::write(policy_dir.join("cn.toml"), policy("CN")).unwrap();
+    let data = dir.path().join("data");
+    let member = down("cn-1", "CN", &["CN"]);
+    let roster_file = dir.path().join("roster.json");
+    let keys: Vec<String> = [1, 2].iter().map(|&n| hex::encode(governance(n).verifying_key().as_bytes())).collect();
+    let args = |extra: &[&str]| {
+        let mut v: Vec<std::ffi::OsString> = vec![
+            "--policy-dir".into(),
+            policy_dir.clone().into(),
+            "--data-dir".into(),
+            data.clone().into(),
+            "--roster".into(),
+            roster_file.clone().into(),
+            "--network-key".into(),
+            keys[0].clone().into(),
+            "--network-key".into(),
+            keys[1].clone().into(),
+        ];
+        v.extend(extra.iter().map(|s| s.into()));
+        v
+    };
+
+    std::fs::write(&roster_file, to_dsse_json(&signed(&roster_of(1, &[&member]), &[1])).to_string()).unwrap();
+    let out = common::bin().arg("serve").args(args(&[])).env("RUST_LOG", "off").output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("roster:") && stderr.contains("2 needed"), "{stderr}");
+
+    std::fs::write(&roster_file, to_dsse_json(&signed(&roster_of(2, &[&member]), &[1, 2])).to_string()).unwrap();
+    let args = args(&[]);
+    let node = common::Node::start(&args.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    let mut c = common::connect(&node.url).await;
+    let info = c.node_info(proto::NodeInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((info.roster_network_id.as_str(), info.roster_version), ("test-net", 2));
+}
