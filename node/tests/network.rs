@@ -277,6 +277,26 @@ async fn a_node_down_fails_over_to_another_of_its_jurisdiction() {
     let cn_evidence = c.evidence.iter().find(|e| e.jurisdiction == "CN").unwrap();
     assert_eq!(cn_evidence.node_id, "cn-2");
     certificate::verify(resp.certificate.as_ref().unwrap(), &verified, None).unwrap();
+
+    // The same through `silkgate certify`: exit 0 for ALLOW, the certificate written.
+    let file = dir.path().join("deploy.toml");
+    std::fs::write(
+        &file,
+        "request_id = \"cli-1\"\ndeployment_kind = \"permissioned_app\"\npermission_model = \"permissioned\"\nnode_regions = [\"CN\", \"SG\"]\n\n[protocol]\nname = \"hyperledger-fabric\"\n",
+    )
+    .unwrap();
+    let out_file = dir.path().join("cert.json");
+    let url = eu.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        common::bin().args(["certify", "--node", &url]).arg(&file).arg("--out").arg(&out_file).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(dir.path().join("cert.json")).unwrap();
+    let env = silkgate_verify::decision::from_dsse_json(&written).unwrap();
+    let v = certificate::verify(&env, &verified, None).unwrap();
+    assert_eq!(v.certificate.jurisdictions, ["CN", "SG"]);
 }
 
 #[tokio::test]
