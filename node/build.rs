@@ -44,8 +44,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .method(method("node_info", "NodeInfo", "crate::proto::NodeInfoRequest", "crate::proto::NodeInfoResponse"))
         .build();
+    // Network.Certify forwards the DeploymentRequest bytes as received (src/network/certify.rs).
+    let network = tonic_build::manual::Service::builder()
+        .name("Network")
+        .package("silkgate.v1")
+        .method(method(
+            "certify",
+            "Certify",
+            "crate::network::certify::CertifyRequest",
+            "crate::proto::CertifyResponse",
+        ))
+        .build();
     let server_out = out.join("server");
     std::fs::create_dir_all(&server_out)?;
-    tonic_build::manual::Builder::new().build_client(false).out_dir(&server_out).compile(&[compliance]);
+    tonic_build::manual::Builder::new().build_client(false).out_dir(&server_out).compile(&[compliance, network]);
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! invalid signature, failing tests); 2 an operational error (unreadable file, network,
 //! bad usage); 3 invalid input (a policy or request that does not load).
 
+mod certificate;
+mod certify;
 mod check;
 mod diff;
 mod eval;
@@ -11,6 +13,7 @@ mod health;
 mod key;
 mod keygen;
 mod log;
+mod roster;
 mod serve;
 mod test;
 mod verify;
@@ -52,6 +55,12 @@ enum Command {
     Verify(verify::Args),
     /// Audit the decision log, fetch and check proofs, seal a log.
     Log(log::Args),
+    /// Sign and verify the network roster.
+    Roster(roster::Args),
+    /// Ask a member node for a deployment certificate covering every jurisdiction.
+    Certify(certify::Args),
+    /// Verify a deployment certificate offline.
+    Certificate(certificate::Args),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -66,6 +75,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Key(a) => key::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Log(a) => log::run(a),
+        Command::Roster(a) => roster::run(a),
+        Command::Certify(a) => certify::run(a),
+        Command::Certificate(a) => certificate::run(a),
     };
     ExitCode::from(code)
 }

@@ -13,6 +13,7 @@
 //!   Prometheus text; [`console`] serves the browser console; [`tracebuf`] buffers
 //!   tracing output;
 //! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
+//! - [`network`]: the network roster (trust, reload) and `Network.Certify`, the gateway;
 //! - the `silkgate` binary's `cli` dispatches the commands.
 
 pub mod console;
@@ -22,6 +23,7 @@ pub mod loader;
 pub mod log;
 pub mod log_service;
 pub mod metrics;
+pub mod network;
 pub mod reload;
 pub mod server;
 pub mod service;
@@ -41,6 +43,7 @@ pub mod proto {
     /// The server side of `Compliance`, declared in build.rs over [`crate::wire`] types.
     pub mod server {
         include!(concat!(env!("OUT_DIR"), "/server/silkgate.v1.Compliance.rs"));
+        include!(concat!(env!("OUT_DIR"), "/server/silkgate.v1.Network.rs"));
     }
 
     /// The encoded file descriptor set of the API, for gRPC reflection.

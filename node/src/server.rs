@@ -179,12 +179,17 @@ pub async fn run_with(
     let metrics = state.metrics.clone();
     let log =
         state.log.clone().map(|l| DecisionLogServer::with_interceptor(DecisionLogService::new(l), gate(Group::Log)));
+    let network = crate::proto::server::network_server::NetworkServer::new(
+        crate::network::certify::NetworkService::new(state.clone(), limits.clone(), authz.clone()),
+    )
+    .max_decoding_message_size(options.max_request_bytes);
     let compliance = ComplianceServer::new(ComplianceService::new(state, limits, authz.clone()))
         .max_decoding_message_size(options.max_request_bytes);
     let router = builder(&options.connections)
         .layer(AnswerLayer)
         .add_service(health_service)
         .add_service(compliance)
+        .add_service(network)
         .add_optional_service(log)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha);

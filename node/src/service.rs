@@ -39,6 +39,8 @@ pub struct NodeState {
     pub reload: Arc<Mutex<ReloadStatus>>,
     /// The decision series the console shows (fixed memory).
     pub activity: crate::console::Activity,
+    /// The network roster and peer settings; without a roster the node works alone.
+    pub network: Arc<crate::network::Network>,
 }
 
 impl NodeState {
@@ -61,6 +63,7 @@ impl NodeState {
             metrics: Arc::new(Metrics::new()),
             reload,
             activity: crate::console::Activity::new(),
+            network: Arc::default(),
         }
     }
 }
@@ -301,6 +304,7 @@ impl ComplianceService {
             })
             .collect();
         let key = self.state.signer.verifying_key();
+        let roster = self.state.network.info();
         let mut purposes = vec!["decisions".to_string()];
         if self.state.log.is_some() {
             purposes.push("checkpoints".into());
@@ -329,6 +333,10 @@ impl ComplianceService {
                 .as_ref()
                 .map(|l| silkgate_core::checkpoint::vkey(l.origin(), &key))
                 .unwrap_or_default(),
+            roster_network_id: roster.network_id,
+            roster_version: roster.version,
+            roster_sha256: roster.sha256,
+            roster_error: roster.error,
         }
     }
 

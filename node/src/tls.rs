@@ -116,6 +116,8 @@ pub enum Group {
     Log,
     /// NodeInfo and server reflection.
     Admin,
+    /// The Network service (Certify).
+    Network,
 }
 
 impl Group {
@@ -124,6 +126,7 @@ impl Group {
             Group::Evaluation => "evaluation",
             Group::Log => "log",
             Group::Admin => "admin",
+            Group::Network => "network",
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`merkle`]: RFC 6962 leaf and node hashes, inclusion and consistency proofs, and a
 //!   tree that recomputes a log's root from its entries;
 //! - [`bundle`]: evidence bundles, a decision with its inclusion proof and checkpoint;
+//! - [`roster`]: the network roster, signed by governance keys (M of N);
+//! - [`certificate`]: deployment certificates, many jurisdictions' decisions in one;
 //! - [`proto`]: the API's protobuf messages, generated from `proto/silkgate/v1`;
 //! - [`time`]: civil days and Unix times, as decisions and policies use them.
 //!
@@ -31,8 +33,10 @@
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod certificate;
 pub mod checkpoint;
 pub mod decision;
 pub mod merkle;
 pub mod proto;
+pub mod roster;
 pub mod time;

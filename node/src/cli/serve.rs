@@ -151,6 +151,28 @@ pub struct Args {
     /// Client identities allowed to call NodeInfo and reflection.
     #[arg(long, env = "SILKGATE_TLS_ALLOW_ADMIN", value_delimiter = ',')]
     tls_allow_admin: Option<Vec<String>>,
+    /// Network roster file (signed DSSE envelope); reloaded when it changes [default: none,
+    /// the node works alone].
+    #[arg(long, env = "SILKGATE_ROSTER")]
+    roster: Option<PathBuf>,
+    /// A network governance key trusted to sign rosters (hex, verifier key string or a
+    /// file); repeat for each.
+    #[arg(long, env = "SILKGATE_NETWORK_KEY", value_delimiter = ',')]
+    network_key: Option<Vec<String>>,
+    /// Least number of governance signatures a roster needs, whatever it states [default: 1].
+    #[arg(long, env = "SILKGATE_NETWORK_THRESHOLD")]
+    network_threshold: Option<u32>,
+    /// One deadline for a Certify call's fan-out to member nodes, in ms [default: 3000].
+    #[arg(long, env = "SILKGATE_CERTIFY_TIMEOUT_MS")]
+    certify_timeout_ms: Option<u64>,
+    /// CA (PEM) for the TLS certificates of member nodes at https:// endpoints (needed to
+    /// call them); with tls_cert and tls_key the gateway presents them as its client
+    /// certificate.
+    #[arg(long, env = "SILKGATE_NETWORK_TLS_CA")]
+    network_tls_ca: Option<PathBuf>,
+    /// Client identities allowed to call the Network service (Certify).
+    #[arg(long, env = "SILKGATE_TLS_ALLOW_NETWORK", value_delimiter = ',')]
+    tls_allow_network: Option<Vec<String>>,
 }
 
 /// The config file: the same settings, all optional.
@@ -194,6 +216,12 @@ struct FileConfig {
     tls_allow_evaluation: Option<Vec<String>>,
     tls_allow_log: Option<Vec<String>>,
     tls_allow_admin: Option<Vec<String>>,
+    roster: Option<PathBuf>,
+    network_key: Option<Vec<String>>,
+    network_threshold: Option<u32>,
+    certify_timeout_ms: Option<u64>,
+    network_tls_ca: Option<PathBuf>,
+    tls_allow_network: Option<Vec<String>>,
 }
 
 /// Settings after precedence and validation.
@@ -214,14 +242,65 @@ struct Settings {
     reload_interval: Duration,
     options: Options,
     grace: Duration,
+    network: NetworkSettings,
+}
+
+/// The network settings: the roster file, the trust in governance keys, peer calls.
+struct NetworkSettings {
+    roster: Option<PathBuf>,
+    trust: silkgate::network::Trust,
+    peers: silkgate::network::PeerConfig,
+}
+
+/// Reads the network settings. A roster needs at least one governance key; TLS for
+/// peer calls uses the node's own certificate and key as its client identity.
+fn network_settings(a: &mut Args, f: &mut FileConfig) -> Result<NetworkSettings, String> {
+    let roster = a.roster.take().or(f.roster.take());
+    let mut keys = Vec::new();
+    for k in a.network_key.take().or(f.network_key.take()).unwrap_or_default() {
+        keys.push(super::key::PublicKey::parse(&k).map_err(|e| format!("network_key: {e}"))?.key);
+    }
+    if roster.is_some() && keys.is_empty() {
+        return Err("network_key: at least one governance key is needed to trust a roster".into());
+    }
+    let threshold = a.network_threshold.or(f.network_threshold).unwrap_or(1);
+    if threshold == 0 || threshold as usize > keys.len().max(1) {
+        return Err(format!(
+            "network_threshold: must be between 1 and the {} network keys, got {threshold}",
+            keys.len()
+        ));
+    }
+    let timeout = bounded("certify_timeout_ms", a.certify_timeout_ms, f.certify_timeout_ms, 3000, 10..=60_000)?;
+    let ca = a.network_tls_ca.take().or(f.network_tls_ca.take());
+    let tls = match ca {
+        None => None,
+        Some(ca) => {
+            let pem = std::fs::read(&ca).map_err(|e| format!("network_tls_ca: {}: {e}", ca.display()))?;
+            let mut tls =
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            if let (Some(cert), Some(key)) =
+                (a.tls_cert.clone().or(f.tls_cert.clone()), a.tls_key.clone().or(f.tls_key.clone()))
+            {
+                let cert = std::fs::read(&cert).map_err(|e| format!("tls_cert: {}: {e}", cert.display()))?;
+                let key = std::fs::read(&key).map_err(|e| format!("tls_key: {}: {e}", key.display()))?;
+                tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            Some(tls)
+        }
+    };
+    Ok(NetworkSettings {
+        roster,
+        trust: silkgate::network::Trust { keys, threshold },
+        peers: silkgate::network::PeerConfig { deadline: Duration::from_millis(timeout), tls },
+    })
 }
 
 fn addr(name: &str, s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| format!("{name}: `{s}` is not an address like 127.0.0.1:50051"))
 }
 
-fn settings(a: Args) -> Result<Settings, String> {
-    let f: FileConfig = match &a.config {
+fn settings(mut a: Args) -> Result<Settings, String> {
+    let mut f: FileConfig = match &a.config {
         None => FileConfig::default(),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("config: {}: {e}", p.display()))?;
@@ -229,6 +308,7 @@ fn settings(a: Args) -> Result<Settings, String> {
         }
     };
     let connections = connection_limits(&a, &f)?;
+    let network = network_settings(&mut a, &mut f)?;
     let listen = addr("listen", &a.listen.or(f.listen).unwrap_or_else(|| "127.0.0.1:50051".into()))?;
     let data_dir = a.data_dir.or(f.data_dir).unwrap_or_else(|| PathBuf::from("data"));
     let key = a.key.or(f.key).unwrap_or_else(|| data_dir.join("node.key"));
@@ -302,6 +382,7 @@ fn settings(a: Args) -> Result<Settings, String> {
         (Group::Evaluation, a.tls_allow_evaluation.or(f.tls_allow_evaluation), "tls_allow_evaluation"),
         (Group::Log, a.tls_allow_log.or(f.tls_allow_log), "tls_allow_log"),
         (Group::Admin, a.tls_allow_admin.or(f.tls_allow_admin), "tls_allow_admin"),
+        (Group::Network, a.tls_allow_network.or(f.tls_allow_network), "tls_allow_network"),
     ] {
         if let Some(list) = list {
             if tls.as_ref().is_none_or(|t| t.files.client_ca.is_none()) {
@@ -346,6 +427,7 @@ fn settings(a: Args) -> Result<Settings, String> {
             authz,
         },
         grace: Duration::from_secs(a.grace_period_secs.or(f.grace_period_secs).unwrap_or(10)),
+        network,
     })
 }
 
@@ -475,6 +557,21 @@ pub fn run(args: Args) -> u8 {
             return EXIT_INVALID;
         }
     };
+    // The roster, like the policies, is loaded and checked before anything is opened.
+    let roster = match &s.network.roster {
+        None => None,
+        Some(path) => {
+            let checked = silkgate::network::Network::default();
+            checked.configure(s.network.trust.clone(), s.network.peers.clone());
+            match silkgate::network::read_file(path).and_then(|b| checked.offer(&b).map(|_| b)) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("error: bad configuration: roster: {}: {e}", path.display());
+                    return EXIT_CONFIG;
+                }
+            }
+        }
+    };
     // A log exists only with the key that signed it: a missing key is an error then,
     // not a reason to make a new one that could not extend the log.
     let log_origin = s.data_dir.join("log").join("origin");
@@ -521,6 +618,20 @@ pub fn run(args: Args) -> u8 {
         );
     }
     let state = Arc::new(NodeState::new(node_id, policies, signer, key.valid_from, s.validity_secs, log));
+    state.network.configure(s.network.trust.clone(), s.network.peers.clone());
+    if let Some(bytes) = roster {
+        // Checked above; offered again to the node's own state.
+        if let Err(e) = state.network.offer(&bytes) {
+            return fail(format!("roster: {e}"));
+        }
+        let info = state.network.info();
+        tracing::info!(
+            network.id = %info.network_id,
+            roster.version = info.version,
+            roster.digest = %hex::encode(&info.sha256),
+            "network roster loaded"
+        );
+    }
     let code = rt.block_on(serve(s, state.clone(), started));
     // Drained: the log writer finishes what is queued, its thread is joined, and the
     // final checkpoint is on disk before the process exits.
@@ -564,12 +675,18 @@ async fn serve(s: Settings, state: Arc<NodeState>, started: std::time::Instant) 
         status: state.reload.clone(),
     };
     tokio::spawn(watcher.run(s.reload_interval, force_rx));
+    let (roster_tx, roster_rx) = tokio::sync::mpsc::channel(4);
+    if let Some(path) = s.network.roster.clone() {
+        let watcher = silkgate::network::Watcher { path, network: state.network.clone() };
+        tokio::spawn(watcher.run(s.reload_interval, roster_rx));
+    }
     let tls = s.options.tls.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading policies and certificates");
             let _ = force_tx.send(()).await;
+            let _ = roster_tx.try_send(());
             if let Some(tls) = &tls {
                 match tls.reload() {
                     Ok(()) => tracing::info!("TLS certificates reloaded"),

@@ -64,8 +64,14 @@ pub fn audit(dir: &Path, key: &VerifyingKey, mut progress: impl FnMut(u64, u64))
         };
         let env = <proto::SignedDecision as prost::Message>::decode(r.data.as_slice())
             .map_err(|e| fail(format!("not a SignedDecision: {e}")))?;
-        decision::verify(&env, std::slice::from_ref(key), None)
-            .map_err(|e| fail(format!("decision signature: {e}")))?;
+        // The payload type tells decisions and certificates (README "Deployment certificates") apart.
+        if env.payload_type == silkgate_verify::certificate::PAYLOAD_TYPE {
+            silkgate_verify::certificate::verify_signed_by(&env, key)
+                .map_err(|e| fail(format!("certificate signature: {e}")))?;
+        } else {
+            decision::verify(&env, std::slice::from_ref(key), None)
+                .map_err(|e| fail(format!("decision signature: {e}")))?;
+        }
         tree.push(r.hash);
         if i % 4096 == 0 {
             progress(i as u64, total);

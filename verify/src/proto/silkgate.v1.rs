@@ -194,6 +194,17 @@ pub struct NodeInfoResponse {
     /// `<log_origin>+<hex key hash>+<base64(0x01 || public key)>`, when the node keeps a log.
     #[prost(string, tag = "11")]
     pub log_verifier_key: ::prost::alloc::string::String,
+    /// The network roster in force (README "The network roster"); empty or 0 without one.
+    #[prost(string, tag = "12")]
+    pub roster_network_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "13")]
+    pub roster_version: u64,
+    /// SHA-256 of the roster's DSSE payload bytes.
+    #[prost(bytes = "vec", tag = "14")]
+    pub roster_sha256: ::prost::alloc::vec::Vec<u8>,
+    /// Why the last roster offered was refused; empty once one is accepted.
+    #[prost(string, tag = "15")]
+    pub roster_error: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JurisdictionInfo {
@@ -549,6 +560,171 @@ pub struct LogEntry {
     /// The SignedDecision bytes, as hashed into the leaf.
     #[prost(bytes = "vec", tag = "2")]
     pub data: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CertifyRequest {
+    /// The deployment (required). Its exact bytes are forwarded to every jurisdiction's
+    /// node, so every decision's request_sha256 is the SHA-256 of these bytes.
+    #[prost(message, optional, tag = "1")]
+    pub request: ::core::option::Option<DeploymentRequest>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CertifyResponse {
+    /// DSSE envelope: payload_type "application/vnd.silkgate.certificate.v1+protobuf",
+    /// payload the encoded DeploymentCertificate, signed by the gateway node's key.
+    #[prost(message, optional, tag = "1")]
+    pub certificate: ::core::option::Option<SignedDecision>,
+    /// Index of the certificate's entry in the gateway's decision log.
+    #[prost(uint64, tag = "2")]
+    pub log_index: u64,
+    /// The same as DeploymentCertificate.certificate_id (unsigned here).
+    #[prost(string, tag = "3")]
+    pub certificate_id: ::prost::alloc::string::String,
+}
+/// The network roster, signed as a DSSE envelope (payload type
+/// "application/vnd.silkgate.roster.v1+protobuf") by the network's governance keys.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Roster {
+    /// Names the network, e.g. "bsn-global".
+    #[prost(string, tag = "1")]
+    pub network_id: ::prost::alloc::string::String,
+    /// Grows with every new roster; nodes refuse a lower one.
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    #[prost(message, optional, tag = "3")]
+    pub issued_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Governance signatures a roster needs (M of the N governance_keys).
+    #[prost(uint32, tag = "4")]
+    pub threshold: u32,
+    #[prost(message, repeated, tag = "5")]
+    pub governance_keys: ::prost::alloc::vec::Vec<RosterKey>,
+    /// Region table: every ISO 3166-1 alpha-2 region the network hosts, and the
+    /// jurisdiction whose law applies there (FR -> EU).
+    #[prost(message, repeated, tag = "6")]
+    pub regions: ::prost::alloc::vec::Vec<RegionJurisdiction>,
+    #[prost(message, repeated, tag = "7")]
+    pub nodes: ::prost::alloc::vec::Vec<RosterNode>,
+    /// Cosignatures a checkpoint needs from member witnesses; 0: none.
+    #[prost(uint32, tag = "8")]
+    pub witness_quorum: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RosterKey {
+    /// Raw 32-byte Ed25519 public key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
+    /// Lowercase hex SHA-256 of public_key.
+    #[prost(string, tag = "2")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RegionJurisdiction {
+    #[prost(string, tag = "1")]
+    pub region: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub jurisdiction: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RosterNode {
+    #[prost(string, tag = "1")]
+    pub node_id: ::prost::alloc::string::String,
+    /// Jurisdictions whose policies the node enforces.
+    #[prost(string, repeated, tag = "2")]
+    pub jurisdictions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Regions the node hosts (keys of the region table).
+    #[prost(string, repeated, tag = "3")]
+    pub regions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// gRPC endpoint, "<http://host:port"> or "<https://host:port".>
+    #[prost(string, tag = "4")]
+    pub grpc_endpoint: ::prost::alloc::string::String,
+    /// HTTP endpoint (static log, witness), empty when none.
+    #[prost(string, tag = "5")]
+    pub http_endpoint: ::prost::alloc::string::String,
+    /// Keys that sign the node's decisions.
+    #[prost(message, repeated, tag = "6")]
+    pub keys: ::prost::alloc::vec::Vec<RosterKey>,
+    /// The node's decision log: its origin and checkpoint verifier key string.
+    #[prost(string, tag = "7")]
+    pub log_origin: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub log_verifier_key: ::prost::alloc::string::String,
+}
+/// Fields 1-11 are numbered as in Decision where they mean the same.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DeploymentCertificate {
+    /// UUIDv7 text.
+    #[prost(string, tag = "1")]
+    pub certificate_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "CertificateVerdict", tag = "2")]
+    pub verdict: i32,
+    /// SHA-256 of the DeploymentRequest bytes, the same in every decision.
+    #[prost(bytes = "vec", tag = "6")]
+    pub request_sha256: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "7")]
+    pub request_id: ::prost::alloc::string::String,
+    /// The gateway node that built and signed the certificate, and its key id.
+    #[prost(string, tag = "8")]
+    pub node_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "9")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "10")]
+    pub issued_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// The earliest not_after of the decisions (issued_at when there is none).
+    #[prost(message, optional, tag = "11")]
+    pub not_after: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "20")]
+    pub roster: ::core::option::Option<RosterRef>,
+    /// Every jurisdiction the deployment touches, sorted.
+    #[prost(string, repeated, tag = "21")]
+    pub jurisdictions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The regions of the request and the jurisdiction each maps to, in request order.
+    #[prost(message, repeated, tag = "22")]
+    pub regions: ::prost::alloc::vec::Vec<RegionJurisdiction>,
+    /// One per jurisdiction that answered verified evidence, sorted by jurisdiction.
+    #[prost(message, repeated, tag = "23")]
+    pub evidence: ::prost::alloc::vec::Vec<JurisdictionEvidence>,
+    /// One per required jurisdiction without verified evidence, sorted by jurisdiction.
+    #[prost(message, repeated, tag = "24")]
+    pub missing: ::prost::alloc::vec::Vec<MissingJurisdiction>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RosterRef {
+    #[prost(string, tag = "1")]
+    pub network_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    /// SHA-256 of the roster's DSSE payload bytes.
+    #[prost(bytes = "vec", tag = "3")]
+    pub sha256: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JurisdictionEvidence {
+    #[prost(string, tag = "1")]
+    pub jurisdiction: ::prost::alloc::string::String,
+    /// The member node that decided.
+    #[prost(string, tag = "2")]
+    pub node_id: ::prost::alloc::string::String,
+    /// Its SignedDecision bytes, exactly as it answered and logged them.
+    #[prost(bytes = "vec", tag = "3")]
+    pub decision: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "4")]
+    pub log_index: u64,
+    #[prost(uint64, tag = "5")]
+    pub tree_size: u64,
+    /// Audit path, leaf side first (RFC 9162 section 2.1.3).
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub inclusion_proof: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The node's signed checkpoint note of size tree_size.
+    #[prost(string, tag = "7")]
+    pub checkpoint: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MissingJurisdiction {
+    #[prost(string, tag = "1")]
+    pub jurisdiction: ::prost::alloc::string::String,
+    /// Why: each node tried and what went wrong.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -1298,6 +1474,42 @@ impl LicenceStatus {
             "LICENCE_STATUS_SUSPENDED" => Some(Self::Suspended),
             "LICENCE_STATUS_REVOKED" => Some(Self::Revoked),
             "LICENCE_STATUS_EXPIRED" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum CertificateVerdict {
+    Unspecified = 0,
+    /// Every required jurisdiction allowed.
+    Allow = 1,
+    /// At least one jurisdiction denied.
+    Deny = 2,
+    /// None denied, but at least one did not answer in time or answered evidence that
+    /// does not verify (listed in `missing`).
+    Incomplete = 3,
+}
+impl CertificateVerdict {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "CERTIFICATE_VERDICT_UNSPECIFIED",
+            Self::Allow => "CERTIFICATE_VERDICT_ALLOW",
+            Self::Deny => "CERTIFICATE_VERDICT_DENY",
+            Self::Incomplete => "CERTIFICATE_VERDICT_INCOMPLETE",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "CERTIFICATE_VERDICT_UNSPECIFIED" => Some(Self::Unspecified),
+            "CERTIFICATE_VERDICT_ALLOW" => Some(Self::Allow),
+            "CERTIFICATE_VERDICT_DENY" => Some(Self::Deny),
+            "CERTIFICATE_VERDICT_INCOMPLETE" => Some(Self::Incomplete),
             _ => None,
         }
     }
