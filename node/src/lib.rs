@@ -9,8 +9,9 @@
 //!   writes the key file;
 //! - [`wire`] decodes requests as received; [`service`] answers `Compliance` calls
 //!   (evaluate, sign, log); [`log_service`] answers `DecisionLog` calls;
-//! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] serves
-//!   Prometheus text; [`tracebuf`] buffers tracing output;
+//! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] keeps the
+//!   Prometheus metrics; [`http`] serves them, the log as C2SP tiles and the witness;
+//!   [`witness`] cosigns other nodes' checkpoints; [`tracebuf`] buffers tracing output;
 //! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
 //! - the `silkgate` binary's `cli` dispatches the commands.
 
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod loader;
 pub mod log;
 pub mod log_service;
+pub mod http;
 pub mod metrics;
 pub mod reload;
 pub mod server;
@@ -28,6 +30,7 @@ pub mod tls;
 mod trace_fields;
 pub mod tracebuf;
 pub mod wire;
+pub mod witness;
 
 /// The `silkgate.v1` API: its messages (from `silkgate_verify::proto`) and the gRPC
 /// clients and servers generated over them.

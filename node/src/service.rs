@@ -37,6 +37,8 @@ pub struct NodeState {
     pub log: Option<LogHandle>,
     pub metrics: Arc<Metrics>,
     pub reload: Arc<Mutex<ReloadStatus>>,
+    /// This node's witness, when it witnesses other logs (set once at start).
+    pub witness: std::sync::OnceLock<Arc<crate::witness::Witness>>,
 }
 
 impl NodeState {
@@ -58,6 +60,7 @@ impl NodeState {
             log,
             metrics: Arc::new(Metrics::new()),
             reload,
+            witness: std::sync::OnceLock::new(),
         }
     }
 }
@@ -324,6 +327,16 @@ impl ComplianceService {
                 .log
                 .as_ref()
                 .map(|l| silkgate_core::checkpoint::vkey(l.origin(), &key))
+                .unwrap_or_default(),
+            witness_name: self.state.witness.get().map(|w| w.name().to_owned()).unwrap_or_default(),
+            witness_verifier_key: self.state.witness.get().map(|w| w.vkey()).unwrap_or_default(),
+            witness_split_views: self.state.witness.get().map_or(0, |w| w.split_views()),
+            witness_last_split_view: self
+                .state
+                .witness
+                .get()
+                .and_then(|w| w.last_alarm())
+                .map(|a| format!("{}: {} (evidence {})", a.origin, a.reason, a.evidence.display()))
                 .unwrap_or_default(),
         }
     }

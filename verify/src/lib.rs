@@ -9,6 +9,9 @@
 //! - [`merkle`]: RFC 6962 leaf and node hashes, inclusion and consistency proofs, and a
 //!   tree that recomputes a log's root from its entries;
 //! - [`bundle`]: evidence bundles, a decision with its inclusion proof and checkpoint;
+//! - [`cosignature`]: witness cosignatures (C2SP tlog-cosignature, `cosignature/v1`);
+//! - [`witness`]: the witness's check of a new checkpoint (C2SP tlog-witness);
+//! - [`tiles`]: C2SP tlog-tiles paths, hash tiles and entry bundles;
 //! - [`proto`]: the API's protobuf messages, generated from `proto/silkgate/v1`;
 //! - [`time`]: civil days and Unix times, as decisions and policies use them.
 //!
@@ -32,7 +35,10 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod decision;
 pub mod merkle;
 pub mod proto;
+pub mod tiles;
 pub mod time;
+pub mod witness;
