@@ -31,17 +31,22 @@ fn node(dir: &Path, id: &str, seed: u8) -> Arc<NodeState> {
     ))
 }
 
-/// Entry `i` of a test log: lengths vary, some over 255 bytes.
-fn entry(tag: u8, i: u64) -> Vec<u8> {
-    let len = 9 + (i * 37 % 700) as usize;
-    let mut v = vec![tag; len];
-    v[1..9].copy_from_slice(&i.to_be_bytes());
-    v
+/// Entry `i` of a test log of the node signing with `seed`: a signed decision (so
+/// `log verify` audits a mirror of it), lengths varying, some over 255 bytes.
+fn entry(seed: u8, tag: u8, i: u64) -> Vec<u8> {
+    let signer = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]));
+    let decision = silkgate_core::proto::Decision {
+        decision_id: format!("0190a1b2-c3d4-7e5f-8a{tag:02x}-{i:012x}"),
+        key_id: signer.key_id().to_string(),
+        request_id: "r".repeat((i * 37 % 700) as usize),
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&silkgate_core::decision::sign(&decision, &signer))
 }
 
-async fn append(state: &NodeState, tag: u8, from: u64, to: u64) {
+async fn append(state: &NodeState, seed: u8, tag: u8, from: u64, to: u64) {
     let log = state.log.as_ref().unwrap();
-    let entries = (from..to).map(|i| Entry { data: entry(tag, i).into(), id: None }).collect();
+    let entries = (from..to).map(|i| Entry { data: entry(seed, tag, i).into(), id: None }).collect();
     log.append(entries).await.unwrap();
     // Store a checkpoint over them (the tiles read path serves only what one covers).
     let l = log.clone();
@@ -124,7 +129,7 @@ async fn tiles_serve_the_log_as_the_spec_reads_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = node(dir.path(), "tiles", 3);
     let size = 600u64;
-    append(&state, 1, 0, size).await;
+    append(&state, 3, 1, 0, size).await;
     let base = serve(state.clone()).await;
     let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
 
@@ -152,7 +157,7 @@ async fn tiles_serve_the_log_as_the_spec_reads_it() {
         for i in 0..width {
             let len = u16::from_be_bytes([b.body[at], b.body[at + 1]]) as usize;
             let data = &b.body[at + 2..at + 2 + len];
-            assert_eq!(data, entry(1, n * 256 + i).as_slice());
+            assert_eq!(data, entry(3, 1, n * 256 + i).as_slice());
             // "Each entry in a bundle hashes to the corresponding entry in the
             // corresponding level 0 Merkle Tree tile."
             let h = leaf(data);
@@ -179,7 +184,7 @@ async fn tiles_serve_the_log_as_the_spec_reads_it() {
         assert_eq!(get(&format!("{base}/{missing}")).await.status, 404, "{missing}");
     }
     // Not covered by a stored checkpoint yet: not served.
-    state.log.as_ref().unwrap().append(vec![Entry { data: entry(1, 600).into(), id: None }]).await.unwrap();
+    state.log.as_ref().unwrap().append(vec![Entry { data: entry(3, 1, 600).into(), id: None }]).await.unwrap();
     assert_eq!(get(&format!("{base}/{}", spec_path("0", 2, 89))).await.status, 404);
 }
 
@@ -187,7 +192,7 @@ async fn tiles_serve_the_log_as_the_spec_reads_it() {
 async fn hostile_paths_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let state = node(dir.path(), "hostile", 4);
-    append(&state, 2, 0, 3).await;
+    append(&state, 4, 2, 0, 3).await;
     let base = serve(state).await;
     for (path, want) in [
         ("/tile/0/000.p/0", 400),
@@ -248,7 +253,7 @@ fn run(args: &[&str]) -> (i32, String) {
 async fn mirror_fetches_incrementally_and_refuses_a_fork() {
     let dir = tempfile::tempdir().unwrap();
     let state = node(&dir.path().join("node"), "mirrored", 5);
-    append(&state, 3, 0, 300).await;
+    append(&state, 5, 3, 0, 300).await;
     let base = serve(state.clone()).await;
     let origin = state.log.as_ref().unwrap().origin().to_string();
     let vk = vkey(&origin, &ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key());
@@ -263,7 +268,7 @@ async fn mirror_fetches_incrementally_and_refuses_a_fork() {
     let (code, out) = tokio::task::spawn_blocking(move || run(&["log", "verify", &m2, "--public-key", &v])).await.unwrap();
     assert_eq!(code, 0, "{out}");
 
-    append(&state, 3, 300, 700).await;
+    append(&state, 5, 3, 300, 700).await;
     let (b, v, m2) = (base.clone(), vk.clone(), m.clone());
     let (code, out) = tokio::task::spawn_blocking(move || run(&["log", "mirror", &b, &m2, "--public-key", &v])).await.unwrap();
     assert_eq!(code, 0, "{out}");
@@ -271,7 +276,7 @@ async fn mirror_fetches_incrementally_and_refuses_a_fork() {
 
     // Another history under the same origin and key, longer: the mirror notices.
     let fork = node(&dir.path().join("fork"), "mirrored", 5);
-    append(&fork, 9, 0, 900).await;
+    append(&fork, 5, 9, 0, 900).await;
     let fork_base = serve(fork).await;
     let before = std::fs::read(mirror.join("entries")).unwrap();
     let (v, m2) = (vk.clone(), m.clone());

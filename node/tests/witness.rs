@@ -60,11 +60,6 @@ impl TestNode {
         self.state.log.as_ref().unwrap().origin().to_string()
     }
 
-    /// What a witness of this node's log is configured with.
-    fn as_log(&self, seed: u8) -> WitnessedLog {
-        WitnessedLog { origin: self.origin(), key: key(seed).verifying_key() }
-    }
-
     /// This node as a witness others submit to.
     fn as_witness(&self, seed: u8) -> Cosigner {
         Cosigner {
@@ -225,7 +220,7 @@ async fn add_checkpoint_answers_as_the_spec_says() {
     // Unknown origin: 404. Not signed by the log's key: 403. Malformed: 400.
     let other = Checkpoint { origin: "elsewhere/log".into(), ..cp.clone() }.sign(&key(1));
     assert_eq!(post(&w.url, req(0, vec![], &other)).await.0, 404);
-    let forged = Checkpoint { ..cp.clone() }.sign(&key(9));
+    let forged = cp.sign(&key(9));
     assert_eq!(post(&w.url, req(0, vec![], &forged)).await.0, 403);
     assert_eq!(post(&w.url, "old 01\n\n".into()).await.0, 400);
     assert_eq!(post(&w.url, req(7, vec![], &note)).await.0, 400);

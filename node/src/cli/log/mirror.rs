@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use hyper::Method;
 use silkgate::http::client;
-use silkgate::log::storage::{self, Disk, LogFile as _, Storage};
+use silkgate::log::storage::{self, Disk, Storage};
 use silkgate_core::checkpoint::{Checkpoint, MAX_NOTE_LEN};
 use silkgate_core::merkle::{Tree, leaf_hash};
 use silkgate_verify::tiles::{self, Tile};
