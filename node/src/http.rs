@@ -14,12 +14,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use hyper::Request;
 use silkgate_verify::tiles::{self, TILE_HEIGHT};
 use tokio::net::TcpListener;
@@ -147,11 +147,16 @@ async fn tile(State(s): State<Arc<Http>>, method: Method, uri: Uri) -> Response 
     };
     let size = log.stored_checkpoint().map_or(0, |c| c.1.size);
     if !t.exists_in(size) {
-        return text(StatusCode::NOT_FOUND, format!("{} is not in the tree of the stored checkpoint (size {size})", t.path()));
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("{} is not in the tree of the stored checkpoint (size {size})", t.path()),
+        );
     }
     // File reads: on the blocking pool.
     let read = tokio::task::spawn_blocking(move || match t.level {
-        Some(l) => log.level_hashes(u32::from(l) * TILE_HEIGHT, t.start(), u64::from(t.width)).map_err(|e| e.to_string()),
+        Some(l) => {
+            log.level_hashes(u32::from(l) * TILE_HEIGHT, t.start(), u64::from(t.width)).map_err(|e| e.to_string())
+        }
         None => {
             let entries = log.stored_entries(t.start(), u64::from(t.width)).map_err(|e| e.to_string())?;
             let mut bundle = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
@@ -164,7 +169,8 @@ async fn tile(State(s): State<Arc<Http>>, method: Method, uri: Uri) -> Response 
     .await;
     match read {
         Ok(Ok(bytes)) => {
-            let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], Bytes::from(bytes)).into_response();
+            let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], Bytes::from(bytes))
+                .into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
             r
         }

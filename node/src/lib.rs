@@ -15,12 +15,12 @@
 //! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
 //! - the `silkgate` binary's `cli` dispatches the commands.
 
+pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod loader;
 pub mod log;
 pub mod log_service;
-pub mod http;
 pub mod metrics;
 pub mod reload;
 pub mod server;

@@ -9,7 +9,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub jurisdiction: String,
@@ -83,7 +82,11 @@ impl Metrics {
             "Split views refused by this node's witness: checkpoints signed by a log that contradict one already cosigned",
             m.witness_split_views.clone(),
         );
-        r.register("witness_cosignatures", "Checkpoints cosigned by this node's witness", m.witness_cosignatures.clone());
+        r.register(
+            "witness_cosignatures",
+            "Checkpoints cosigned by this node's witness",
+            m.witness_cosignatures.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 

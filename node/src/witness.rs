@@ -103,7 +103,8 @@ impl WitnessConfig {
         }
         let mut logs = Vec::new();
         for (i, l) in f.log.iter().enumerate() {
-            let (origin, key) = checkpoint::parse_vkey(&l.verifier_key).map_err(|e| format!("log[{i}].verifier_key: {e}"))?;
+            let (origin, key) =
+                checkpoint::parse_vkey(&l.verifier_key).map_err(|e| format!("log[{i}].verifier_key: {e}"))?;
             if logs.iter().any(|x: &WitnessedLog| x.origin == origin) {
                 return Err(format!("log[{i}]: origin `{origin}` is listed twice"));
             }
@@ -111,7 +112,8 @@ impl WitnessConfig {
         }
         let mut witnesses = Vec::new();
         for (i, w) in f.witness.iter().enumerate() {
-            let witness = WitnessKey::parse_vkey(&w.verifier_key).map_err(|e| format!("witness[{i}].verifier_key: {e}"))?;
+            let witness =
+                WitnessKey::parse_vkey(&w.verifier_key).map_err(|e| format!("witness[{i}].verifier_key: {e}"))?;
             if let Some(u) = &w.url
                 && !(u.starts_with("http://") && u.len() < 2048)
             {
@@ -307,7 +309,9 @@ impl Witness {
         };
         match check(origin.last.as_ref().map(|l| l.0), req.old_size, &req.proof, &cp) {
             Ok(()) => {}
-            Err(Refusal::OldSizeTooLarge { .. }) => return Answer::text(400, "old size is larger than the checkpoint size"),
+            Err(Refusal::OldSizeTooLarge { .. }) => {
+                return Answer::text(400, "old size is larger than the checkpoint size");
+            }
             Err(Refusal::Conflict { known, .. }) => {
                 return Answer { status: 409, content_type: "text/x.tlog.size", body: format!("{known}\n") };
             }
@@ -391,7 +395,8 @@ mod tests {
 
     #[test]
     fn config_parses_and_names_errors() {
-        let log = checkpoint::vkey("silkgate/node-a/1", &ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
+        let log =
+            checkpoint::vkey("silkgate/node-a/1", &ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
         let w = WitnessKey {
             name: "silkgate/node-b/witness".into(),
             key: ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key(),
@@ -406,7 +411,8 @@ mod tests {
         assert_eq!(c.quorum, 1);
         let e = WitnessConfig::parse(&format!("[[log]]\nverifier_key = \"{w}\"\n")).unwrap_err();
         assert!(e.starts_with("log[0].verifier_key"), "{e}");
-        let e = WitnessConfig::parse(&format!("witness_quorum = 2\n[[witness]]\nverifier_key = \"{w}\"\n")).unwrap_err();
+        let e =
+            WitnessConfig::parse(&format!("witness_quorum = 2\n[[witness]]\nverifier_key = \"{w}\"\n")).unwrap_err();
         assert!(e.starts_with("witness_quorum"), "{e}");
         assert!(WitnessConfig::parse("other = 1").is_err());
     }

@@ -21,14 +21,7 @@ fn node(dir: &Path, id: &str, seed: u8) -> Arc<NodeState> {
     let policies = silkgate::loader::load_dir(&common::shipped_policy(), Some(&["CN".to_string()])).unwrap();
     let signer = Arc::new(Signer::new(ed25519_dalek::SigningKey::from_bytes(&[seed; 32])));
     let log = silkgate::log::open(dir, id, signer.clone()).unwrap();
-    Arc::new(NodeState::new(
-        id.into(),
-        policies,
-        signer,
-        silkgate_core::time::UnixTime::from_secs(0),
-        60,
-        Some(log),
-    ))
+    Arc::new(NodeState::new(id.into(), policies, signer, silkgate_core::time::UnixTime::from_secs(0), 60, Some(log)))
 }
 
 /// Entry `i` of a test log of the node signing with `seed`: a signed decision (so
@@ -93,7 +86,12 @@ fn spec_index(n: u64) -> String {
     let padded = format!("{}{s}", "0".repeat((3 - s.len() % 3) % 3));
     let groups: Vec<&str> = padded.as_bytes().chunks(3).map(|c| std::str::from_utf8(c).unwrap()).collect();
     let last = groups.len() - 1;
-    groups.iter().enumerate().map(|(i, g)| if i < last { format!("x{g}") } else { g.to_string() }).collect::<Vec<_>>().join("/")
+    groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| if i < last { format!("x{g}") } else { g.to_string() })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn spec_path(level: &str, n: u64, width: u64) -> String {
@@ -180,7 +178,14 @@ async fn tiles_serve_the_log_as_the_spec_reads_it() {
     // A narrower partial tile of a size the log had is a prefix; wider ones are not there.
     let narrow = get(&format!("{base}/{}", spec_path("0", 2, 5))).await;
     assert_eq!(narrow.body, leaves[512..517].concat());
-    for missing in [spec_path("0", 2, 89), spec_path("0", 2, 256), spec_path("0", 3, 1), spec_path("1", 0, 3), spec_path("2", 0, 1), spec_path("entries", 3, 1)] {
+    for missing in [
+        spec_path("0", 2, 89),
+        spec_path("0", 2, 256),
+        spec_path("0", 3, 1),
+        spec_path("1", 0, 3),
+        spec_path("2", 0, 1),
+        spec_path("entries", 3, 1),
+    ] {
         assert_eq!(get(&format!("{base}/{missing}")).await.status, 404, "{missing}");
     }
     // Not covered by a stored checkpoint yet: not served.
@@ -246,7 +251,10 @@ proptest! {
 
 fn run(args: &[&str]) -> (i32, String) {
     let out = common::bin().args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,16 +269,19 @@ async fn mirror_fetches_incrementally_and_refuses_a_fork() {
     let m = mirror.to_str().unwrap().to_string();
 
     let (b, v, m2) = (base.clone(), vk.clone(), m.clone());
-    let (code, out) = tokio::task::spawn_blocking(move || run(&["log", "mirror", &b, &m2, "--public-key", &v])).await.unwrap();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || run(&["log", "mirror", &b, &m2, "--public-key", &v])).await.unwrap();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("300 entries (300 new)"), "{out}");
     let (v, m2) = (vk.clone(), m.clone());
-    let (code, out) = tokio::task::spawn_blocking(move || run(&["log", "verify", &m2, "--public-key", &v])).await.unwrap();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || run(&["log", "verify", &m2, "--public-key", &v])).await.unwrap();
     assert_eq!(code, 0, "{out}");
 
     append(&state, 5, 3, 300, 700).await;
     let (b, v, m2) = (base.clone(), vk.clone(), m.clone());
-    let (code, out) = tokio::task::spawn_blocking(move || run(&["log", "mirror", &b, &m2, "--public-key", &v])).await.unwrap();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || run(&["log", "mirror", &b, &m2, "--public-key", &v])).await.unwrap();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("700 entries (400 new)"), "{out}");
 
@@ -280,8 +291,9 @@ async fn mirror_fetches_incrementally_and_refuses_a_fork() {
     let fork_base = serve(fork).await;
     let before = std::fs::read(mirror.join("entries")).unwrap();
     let (v, m2) = (vk.clone(), m.clone());
-    let (code, out) =
-        tokio::task::spawn_blocking(move || run(&["log", "mirror", &fork_base, &m2, "--public-key", &v])).await.unwrap();
+    let (code, out) = tokio::task::spawn_blocking(move || run(&["log", "mirror", &fork_base, &m2, "--public-key", &v]))
+        .await
+        .unwrap();
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("do not have the checkpoint's root"), "{out}");
     assert_eq!(std::fs::read(mirror.join("entries")).unwrap(), before, "nothing written");

@@ -89,9 +89,14 @@ impl TestNode {
 }
 
 async fn post(url: &str, body: String) -> (u16, String, String) {
-    let a = silkgate::http::client::request(hyper::Method::POST, &format!("{url}/add-checkpoint"), Some(body.into_bytes()), 1 << 16)
-        .await
-        .unwrap();
+    let a = silkgate::http::client::request(
+        hyper::Method::POST,
+        &format!("{url}/add-checkpoint"),
+        Some(body.into_bytes()),
+        1 << 16,
+    )
+    .await
+    .unwrap();
     (a.status, a.content_type, String::from_utf8_lossy(&a.body).to_string())
 }
 
@@ -118,8 +123,16 @@ async fn two_nodes_witness_each_other() {
     let (note_b, _) = b.state.log.as_ref().unwrap().checkpoint().unwrap();
     assert_eq!(cosignature::verify(&note_b, &[a.as_witness(1).witness]).unwrap().valid.len(), 1);
     // The tiles checkpoint carries it too.
-    let served = silkgate::http::client::request(hyper::Method::GET, &format!("{}/checkpoint", a.url), None, 1 << 16).await.unwrap();
-    assert_eq!(cosignature::verify(std::str::from_utf8(&served.body).unwrap(), &[b.as_witness(2).witness]).unwrap().valid.len(), 1);
+    let served = silkgate::http::client::request(hyper::Method::GET, &format!("{}/checkpoint", a.url), None, 1 << 16)
+        .await
+        .unwrap();
+    assert_eq!(
+        cosignature::verify(std::str::from_utf8(&served.body).unwrap(), &[b.as_witness(2).witness])
+            .unwrap()
+            .valid
+            .len(),
+        1
+    );
 
     // The log grows; the next submission needs and gets a consistency proof.
     a.append(1, 6).await;
@@ -197,7 +210,10 @@ async fn a_forked_log_is_refused_kept_and_alarmed_across_restarts() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let restarted = Arc::new(restarted);
-    tokio::spawn(silkgate::http::serve(listener, Arc::new(Http { node: w.state.clone(), witness: Some(restarted.clone()) })));
+    tokio::spawn(silkgate::http::serve(
+        listener,
+        Arc::new(Http { node: w.state.clone(), witness: Some(restarted.clone()) }),
+    ));
     let again = Cosigner { url: Some(url), witness: w.as_witness(3).witness };
     assert!(fork.submit(&again, &mut HashMap::new()).await.is_err());
     assert_eq!(restarted.split_views(), 3);
@@ -215,7 +231,9 @@ async fn add_checkpoint_answers_as_the_spec_says() {
     let w = start(&dir.path().join("w"), "node-w", 3, std::slice::from_ref(&a_log)).await;
     a.append(1, 6).await;
     let (note, cp) = a.state.log.as_ref().unwrap().stored_checkpoint().unwrap();
-    let req = |old: u64, proof: Vec<[u8; 32]>, note: &str| AddCheckpoint { old_size: old, proof, note: note.to_string() }.to_body();
+    let req = |old: u64, proof: Vec<[u8; 32]>, note: &str| {
+        AddCheckpoint { old_size: old, proof, note: note.to_string() }.to_body()
+    };
 
     // Unknown origin: 404. Not signed by the log's key: 403. Malformed: 400.
     let other = Checkpoint { origin: "elsewhere/log".into(), ..cp.clone() }.sign(&key(1));
@@ -259,7 +277,11 @@ async fn verify_bundle_counts_cosignatures_against_the_quorum() {
     let w = start(&dir.path().join("w"), "node-w", 3, std::slice::from_ref(&a_log)).await;
     // A real decision, so the bundle's entry verifies.
     let signer = Signer::new(key(1));
-    let decision = silkgate_core::proto::Decision { key_id: signer.key_id().to_string(), decision_id: uuid_like(), ..Default::default() };
+    let decision = silkgate_core::proto::Decision {
+        key_id: signer.key_id().to_string(),
+        decision_id: uuid_like(),
+        ..Default::default()
+    };
     let signed = silkgate_core::decision::sign(&decision, &signer);
     let bytes = prost::Message::encode_to_vec(&signed);
     a.state.log.as_ref().unwrap().append(vec![Entry { data: bytes.into(), id: None }]).await.unwrap();
@@ -282,11 +304,15 @@ async fn verify_bundle_counts_cosignatures_against_the_quorum() {
     let stranger = WitnessKey { name: "silkgate/node-x/witness".into(), key: key(4).verifying_key() }.vkey();
     let f = file.to_str().unwrap().to_string();
     let run = move |extra: Vec<String>| {
-        let out = common::bin().args(["log", "verify-bundle", &f, "--public-key", &log_vkey]).args(extra).output().unwrap();
+        let out =
+            common::bin().args(["log", "verify-bundle", &f, "--public-key", &log_vkey]).args(extra).output().unwrap();
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string())
     };
     let (run2, wk2, s2) = (run.clone(), wk.clone(), stranger.clone());
-    let (code, out) = tokio::task::spawn_blocking(move || run2(vec!["--witness-key".into(), wk2, "--witness-key".into(), s2])).await.unwrap();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || run2(vec!["--witness-key".into(), wk2, "--witness-key".into(), s2]))
+            .await
+            .unwrap();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("witnessed: 1 valid cosignatures of 2 witnesses, quorum 1"), "{out}");
     let (code, out) = tokio::task::spawn_blocking(move || {
@@ -320,7 +346,7 @@ fn interop_go_sumdb_note_vector() {
     let text = checkpoint::open_note(&signed, &name, &vk).unwrap();
     assert!(text.starts_with("If you think cryptography"));
     // Signing the same text with the Go signer key gives the same note, byte for byte.
-    let skey = STANDARD.decode(field(&v, "skey").rsplit('+').next().unwrap()).unwrap();
+    let skey = STANDARD.decode(field(&v, "skey").splitn(5, '+').nth(4).unwrap()).unwrap();
     let sk = ed25519_dalek::SigningKey::from_bytes(skey[1..].try_into().unwrap());
     assert_eq!(checkpoint::sign_note(text, &name, &sk), signed);
 }
@@ -329,7 +355,10 @@ fn interop_go_sumdb_note_vector() {
 fn interop_c2sp_signed_note_example() {
     let v = vector("c2sp-signed-note.txt");
     let (name, vk) = checkpoint::parse_vkey(field(&v, "vkey")).unwrap();
-    assert_eq!(checkpoint::open_note(&vector("c2sp-signed-note.signed"), &name, &vk).unwrap(), "This is an example message.\n");
+    assert_eq!(
+        checkpoint::open_note(&vector("c2sp-signed-note.signed"), &name, &vk).unwrap(),
+        "This is an example message.\n"
+    );
 }
 
 #[test]
@@ -349,7 +378,8 @@ fn interop_cosignature_v1_vector() {
     assert_eq!(report.valid.len(), 1);
     assert_eq!(report.valid[0].timestamp, 1_679_315_147);
     // The tlog-cosignature example's line has the same timestamp bytes.
-    let spec = "jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==";
+    let spec =
+        "jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==";
     let spec_blob = STANDARD.decode(spec).unwrap();
     assert_eq!(u64::from_be_bytes(spec_blob[4..12].try_into().unwrap()), timestamp);
 }

@@ -125,7 +125,13 @@ fn index_path(mut n: u64) -> String {
         }
     }
     let last = groups.len() - 1;
-    groups.iter().rev().enumerate().map(|(i, g)| if i < last { format!("x{g:03}") } else { format!("{g:03}") }).collect::<Vec<_>>().join("/")
+    groups
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, g)| if i < last { format!("x{g:03}") } else { format!("{g:03}") })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Parses a tile or entry bundle path relative to the log's prefix (`tile/...`, no
@@ -138,7 +144,11 @@ pub fn parse(path: &str) -> Result<Tile, PathError> {
     }
     let rest = path.strip_prefix("tile/").ok_or(PathError::Malformed("does not start with `tile/`"))?;
     let (level, rest) = rest.split_once('/').ok_or(PathError::Malformed("no tile index"))?;
-    let level = if level == "entries" { None } else { Some(small_decimal(level, 63).ok_or(PathError::Malformed("level must be 0 to 63"))? as u8) };
+    let level = if level == "entries" {
+        None
+    } else {
+        Some(small_decimal(level, 63).ok_or(PathError::Malformed("level must be 0 to 63"))? as u8)
+    };
     // The width suffix, `.p/<W>`, follows the last index group.
     let (index, width) = match rest.split_once(".p/") {
         Some((index, w)) => {
@@ -151,7 +161,8 @@ pub fn parse(path: &str) -> Result<Tile, PathError> {
     let (last, upper) = groups.split_last().ok_or(PathError::Malformed("no tile index"))?;
     let mut n: u64 = 0;
     for (i, g) in upper.iter().enumerate() {
-        let digits = g.strip_prefix('x').ok_or(PathError::Malformed("index groups before the last must start with `x`"))?;
+        let digits =
+            g.strip_prefix('x').ok_or(PathError::Malformed("index groups before the last must start with `x`"))?;
         let v = group(digits)?;
         if i == 0 && v == 0 {
             return Err(PathError::Malformed("index has a leading zero group"));

@@ -42,7 +42,8 @@ impl AddCheckpoint {
             return Err(RequestError::TooLarge);
         }
         let text = std::str::from_utf8(body).map_err(|_| RequestError::NotUtf8)?;
-        let (first, mut rest) = text.split_once('\n').ok_or(RequestError::Line { line: 1, what: "no old size line" })?;
+        let (first, mut rest) =
+            text.split_once('\n').ok_or(RequestError::Line { line: 1, what: "no old size line" })?;
         let old_size = first
             .strip_prefix("old ")
             .and_then(decimal)
@@ -50,7 +51,9 @@ impl AddCheckpoint {
         let mut proof = Vec::new();
         loop {
             let line = proof.len() + 2;
-            let (l, r) = rest.split_once('\n').ok_or(RequestError::Line { line, what: "no empty line before the checkpoint" })?;
+            let (l, r) = rest
+                .split_once('\n')
+                .ok_or(RequestError::Line { line, what: "no empty line before the checkpoint" })?;
             rest = r;
             if l.is_empty() {
                 break;
@@ -122,7 +125,11 @@ pub fn check(state: Option<Cosigned>, req_old: u64, proof: &[Hash], new: &Checkp
     let Some(state) = state.filter(|s| s.size > 0) else {
         // Never cosigned, or only the empty tree: nothing to be consistent with.
         if !proof.is_empty() {
-            return Err(Refusal::BadProof { old: 0, new: new.size, reason: "the proof must be empty from size 0".into() });
+            return Err(Refusal::BadProof {
+                old: 0,
+                new: new.size,
+                reason: "the proof must be empty from size 0".into(),
+            });
         }
         return Ok(());
     };
@@ -134,7 +141,11 @@ pub fn check(state: Option<Cosigned>, req_old: u64, proof: &[Hash], new: &Checkp
             )));
         }
         if !proof.is_empty() {
-            return Err(Refusal::BadProof { old: known, new: new.size, reason: "the proof must be empty for equal sizes".into() });
+            return Err(Refusal::BadProof {
+                old: known,
+                new: new.size,
+                reason: "the proof must be empty for equal sizes".into(),
+            });
         }
         return Ok(());
     }

@@ -354,7 +354,11 @@ fn witnessed(bundle_text: &str, witnesses: &[silkgate_verify::cosignature::Witne
         println!("invalid cosignature: {name}");
     }
     if report.valid.len() >= quorum {
-        println!("witnessed: {} valid cosignatures of {} witnesses, quorum {quorum}", report.valid.len(), witnesses.len());
+        println!(
+            "witnessed: {} valid cosignatures of {} witnesses, quorum {quorum}",
+            report.valid.len(),
+            witnesses.len()
+        );
         0
     } else {
         println!(

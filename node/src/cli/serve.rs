@@ -253,7 +253,8 @@ fn settings(a: Args) -> Result<Settings, String> {
     if witness.is_some() && http_listen.is_none() {
         return Err("witness_config: the witness answers on the HTTP listener; set http_listen".into());
     }
-    let witness_interval = bounded("witness_interval_secs", a.witness_interval_secs, f.witness_interval_secs, 10, 1..=86_400)?;
+    let witness_interval =
+        bounded("witness_interval_secs", a.witness_interval_secs, f.witness_interval_secs, 10, 1..=86_400)?;
     let reload_ms = a.reload_interval_ms.or(f.reload_interval_ms).unwrap_or(500);
     if !(50..=60_000).contains(&reload_ms) {
         return Err(format!("reload_interval_ms: must be between 50 and 60000, got {reload_ms}"));
@@ -556,7 +557,8 @@ async fn serve(s: Settings, state: Arc<NodeState>, started: std::time::Instant) 
         match tokio::net::TcpListener::bind(m).await {
             Ok(l) => {
                 tracing::info!(listen = %m, "http listener (metrics, tiles, witness)");
-                let http = Arc::new(silkgate::http::Http { node: state.clone(), witness: state.witness.get().cloned() });
+                let http =
+                    Arc::new(silkgate::http::Http { node: state.clone(), witness: state.witness.get().cloned() });
                 tokio::spawn(silkgate::http::serve(l, http));
             }
             Err(e) => return fail(format!("bind http {m}: {e}")),

@@ -51,12 +51,8 @@ async fn send(method: Method, url: &str, body: Option<Vec<u8>>, limit: usize) ->
         .map_err(|e| format!("{url}: {e}"))?;
     let resp = sender.send_request(req).await.map_err(|e| format!("{url}: {e}"))?;
     let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type =
+        resp.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body = Limited::new(resp.into_body(), limit)
         .collect()
         .await

@@ -291,7 +291,11 @@ impl LogHandle {
     /// An inclusion proof of entry `index` in the tree of `size` entries (0: the latest
     /// checkpoint), with the entry data and, for size 0, that checkpoint.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<Inclusion, LogError> {
-        let cp = if size == 0 { Some(self.cosigned(checkpoints::latest(&self.shared)?)) } else { self.stored(size).map(|()| None)? };
+        let cp = if size == 0 {
+            Some(self.cosigned(checkpoints::latest(&self.shared)?))
+        } else {
+            self.stored(size).map(|()| None)?
+        };
         let size = cp.as_ref().map_or(size, |c| c.1.size);
         if index >= size {
             return Err(LogError::OutOfRange(format!("index: {index} is not below tree size {size}")));

@@ -39,7 +39,9 @@ pub async fn run(log: LogHandle, config: WitnessConfig, interval: Duration) {
                     Ok(()) => {
                         done.insert(w.witness.name.clone(), cp.size);
                     }
-                    Err(e) => tracing::warn!(witness = %w.witness.name, url = %url, size = cp.size, error = %e, "witness did not cosign"),
+                    Err(e) => {
+                        tracing::warn!(witness = %w.witness.name, url = %url, size = cp.size, error = %e, "witness did not cosign")
+                    }
                 }
             }
         }
@@ -96,7 +98,10 @@ pub async fn submit(
             }
             409 if a.content_type.starts_with("text/x.tlog.size") => {
                 let text = std::str::from_utf8(&a.body).unwrap_or("");
-                let size: u64 = text.trim_end_matches('\n').parse().map_err(|_| format!("409 with a bad size `{}`", text.trim()))?;
+                let size: u64 = text
+                    .trim_end_matches('\n')
+                    .parse()
+                    .map_err(|_| format!("409 with a bad size `{}`", text.trim()))?;
                 if size > cp.size {
                     return Err(format!("the witness knows size {size}, larger than this log's {}", cp.size));
                 }

@@ -60,7 +60,8 @@ async fn mirror(url: &str, dir: &Path, public_key: &str) -> Result<String, Stop>
     // What the mirror holds: its leaves, re-hashed from its entries.
     let (mut tree, old_cp) = read_mirror(dir, &origin, &key.key)?;
     let prefix = url.trim_end_matches('/');
-    let a = client::request(Method::GET, &format!("{prefix}/checkpoint"), None, MAX_NOTE_LEN).await.map_err(Stop::Error)?;
+    let a =
+        client::request(Method::GET, &format!("{prefix}/checkpoint"), None, MAX_NOTE_LEN).await.map_err(Stop::Error)?;
     if a.status != 200 {
         return Err(Stop::Error(format!("{prefix}/checkpoint: HTTP {}", a.status)));
     }
@@ -68,7 +69,10 @@ async fn mirror(url: &str, dir: &Path, public_key: &str) -> Result<String, Stop>
     let cp = Checkpoint::open(&note, &origin, &key.key).map_err(|e| Stop::Invalid(format!("the checkpoint: {e}")))?;
     let old = tree.len();
     if cp.size < old {
-        return Err(Stop::Invalid(format!("the log's checkpoint has {} entries, fewer than the {old} mirrored", cp.size)));
+        return Err(Stop::Invalid(format!(
+            "the log's checkpoint has {} entries, fewer than the {old} mirrored",
+            cp.size
+        )));
     }
     if let Some(old_cp) = &old_cp
         && cp.size == old_cp.size
@@ -86,7 +90,8 @@ async fn mirror(url: &str, dir: &Path, public_key: &str) -> Result<String, Stop>
         if a.status != 200 {
             return Err(Stop::Error(format!("{path}: HTTP {}", a.status)));
         }
-        let entries = tiles::parse_bundle(&a.body, usize::from(t.width)).map_err(|e| Stop::Invalid(format!("{path}: {e}")))?;
+        let entries =
+            tiles::parse_bundle(&a.body, usize::from(t.width)).map_err(|e| Stop::Invalid(format!("{path}: {e}")))?;
         for (i, e) in entries.into_iter().enumerate() {
             let index = t.start() + i as u64;
             if index < next {
@@ -137,7 +142,11 @@ fn read_mirror(
         r.read_exact(&mut data).map_err(bad)?;
         let h = leaf_hash(&data[..n]);
         if h[..] != data[n..] {
-            return Err(Stop::Error(format!("{}: entry {}: stored leaf hash does not match", path.display(), tree.len())));
+            return Err(Stop::Error(format!(
+                "{}: entry {}: stored leaf hash does not match",
+                path.display(),
+                tree.len()
+            )));
         }
         tree.push(h);
     }
