@@ -25,7 +25,6 @@ use silkgate_verify::tiles::{self, TILE_HEIGHT};
 use tokio::net::TcpListener;
 use tower_service::Service as _;
 
-use crate::log::LogHandle;
 use crate::server::Backoff;
 use crate::service::NodeState;
 use crate::witness::Witness;
@@ -112,15 +111,12 @@ async fn metrics(State(s): State<Arc<Http>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.encode()).into_response()
 }
 
-fn log_of(s: &Http) -> Result<&LogHandle, Response> {
-    s.node.log.as_ref().ok_or_else(|| text(StatusCode::NOT_FOUND, "this node keeps no decision log"))
+fn no_log() -> Response {
+    text(StatusCode::NOT_FOUND, "this node keeps no decision log")
 }
 
 async fn checkpoint(State(s): State<Arc<Http>>) -> Response {
-    let log = match log_of(&s) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let Some(log) = s.node.log.as_ref() else { return no_log() };
     let Some((note, _)) = log.stored_checkpoint() else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no checkpoint stored yet");
     };
@@ -141,10 +137,7 @@ async fn tile(State(s): State<Arc<Http>>, method: Method, uri: Uri) -> Response 
         Ok(t) => t,
         Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let log = match log_of(&s) {
-        Ok(l) => l.clone(),
-        Err(r) => return r,
-    };
+    let Some(log) = s.node.log.clone() else { return no_log() };
     let size = log.stored_checkpoint().map_or(0, |c| c.1.size);
     if !t.exists_in(size) {
         return text(
