@@ -108,11 +108,22 @@ pub fn router_with(state: Arc<NodeState>, options: Options) -> Router {
         .layer(axum::middleware::map_response(strict_headers))
 }
 
-/// Serves `router` over HTTP/1.1 on `listener` until the task is dropped (for tests and
-/// until the node's HTTP listener mounts the console).
+/// Serves `router` alone over HTTP/1.1 on `listener` until the task is dropped, for
+/// tests (`silkgate serve` mounts the console on its HTTP listener: `crate::http`).
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
+    let mut backoff = crate::server::Backoff::default();
     loop {
-        let Ok((sock, _)) = listener.accept().await else { continue };
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => {
+                backoff.reset();
+                sock
+            }
+            Err(_) => {
+                // Out of file descriptors, most often: retrying at once would spin.
+                backoff.wait().await;
+                continue;
+            }
+        };
         let router = router.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {

@@ -12,11 +12,15 @@
 //! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] serves
 //!   Prometheus text; [`console`] serves the browser console; [`tracebuf`] buffers
 //!   tracing output;
+//! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] keeps the
+//!   Prometheus metrics; [`http`] serves them, the log as C2SP tiles and the witness;
+//!   [`witness`] cosigns other nodes' checkpoints; [`tracebuf`] buffers tracing output;
 //! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
 //! - [`network`]: the network roster (trust, reload) and `Network.Certify`, the gateway;
 //! - the `silkgate` binary's `cli` dispatches the commands.
 
 pub mod console;
+pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod loader;
@@ -32,6 +36,7 @@ pub mod tls;
 mod trace_fields;
 pub mod tracebuf;
 pub mod wire;
+pub mod witness;
 
 /// The `silkgate.v1` API: its messages (from `silkgate_verify::proto`) and the gRPC
 /// clients and servers generated over them.

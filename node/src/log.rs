@@ -38,6 +38,13 @@ pub use store::{LogError, Store};
 /// Largest entry accepted, in bytes.
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
+/// Largest entry appended: C2SP tlog-tiles entry bundles frame each entry with a
+/// big-endian `u16` length, so a longer entry could not be served on the read path. A
+/// decision that would be longer (hundreds of matched rules with long messages) is
+/// refused with an error, never answered unlogged. Logs written before this limit may
+/// hold entries up to [`MAX_ENTRY_BYTES`]; their entry bundles then fail to serve.
+pub const MAX_APPEND_BYTES: usize = u16::MAX as usize;
+
 /// Bytes of framing each record adds to its data: the length prefix and the leaf hash.
 pub const RECORD_OVERHEAD: usize = 4 + 32;
 

@@ -1,23 +1,13 @@
-//! Prometheus metrics, and the small HTTP endpoint that serves them.
+//! Prometheus metrics (served on the HTTP listener, [`crate::http`]).
 
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-
-use crate::server::Backoff;
-use crate::service::NodeState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
@@ -42,6 +32,10 @@ pub struct Metrics {
     pub log_syncs: Counter,
     pub log_sync_seconds: prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
     pub log_bytes: Counter,
+    /// Split views this node's witness refused (a log signed two inconsistent trees).
+    pub witness_split_views: Counter,
+    /// Cosignatures this node's witness gave.
+    pub witness_cosignatures: Counter,
     registry: Registry,
     last_syncs: AtomicU64,
 }
@@ -64,6 +58,8 @@ impl Metrics {
             log_syncs: Counter::default(),
             log_sync_seconds: Default::default(),
             log_bytes: Counter::default(),
+            witness_split_views: Counter::default(),
+            witness_cosignatures: Counter::default(),
             registry: Registry::with_prefix("silkgate"),
             last_syncs: AtomicU64::new(0),
         };
@@ -81,6 +77,16 @@ impl Metrics {
         r.register("log_syncs", "Group commits (fdatasync calls) of the decision log", m.log_syncs.clone());
         r.register("log_sync_seconds", "Time spent writing and syncing the decision log", m.log_sync_seconds.clone());
         r.register("log_bytes", "Bytes appended to the decision log", m.log_bytes.clone());
+        r.register(
+            "witness_split_views",
+            "Split views refused by this node's witness: checkpoints signed by a log that contradict one already cosigned",
+            m.witness_split_views.clone(),
+        );
+        r.register(
+            "witness_cosignatures",
+            "Checkpoints cosigned by this node's witness",
+            m.witness_cosignatures.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -120,61 +126,4 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
-}
-
-/// Time a client has to send its request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time one connection may last, request and answer together.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves `GET /metrics` (and `GET /healthz`) over HTTP/1.1 on `listener`, with hyper's
-/// HTTP/1 server (the one tonic runs on): one request per connection, headers within
-/// 5 s, the whole exchange within 30 s.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, state: Arc<NodeState>) {
-    let mut backoff = Backoff::default();
-    loop {
-        let sock = match listener.accept().await {
-            Ok((sock, _)) => {
-                backoff.reset();
-                sock
-            }
-            Err(e) => {
-                // Out of file descriptors, most often: retrying at once would spin.
-                tracing::warn!(error = %e, retry_ms = backoff.delay().as_millis() as u64, "metrics accept failed");
-                backoff.wait().await;
-                continue;
-            }
-        };
-        let (metrics, state) = (metrics.clone(), state.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = answer(&req, &metrics, &state);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(false);
-            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(sock), service);
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
-        });
-    }
-}
-
-fn answer<B>(req: &Request<B>, metrics: &Metrics, state: &NodeState) -> Response<Full<Bytes>> {
-    let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => {
-            if let Some(log) = &state.log {
-                metrics.observe_log(log);
-            }
-            metrics.observe_reload(&state.reload);
-            (StatusCode::OK, metrics.encode())
-        }
-        (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n".to_string()),
-        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
-    response
 }

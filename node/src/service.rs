@@ -41,6 +41,8 @@ pub struct NodeState {
     pub activity: crate::console::Activity,
     /// The network roster and peer settings; without a roster the node works alone.
     pub network: Arc<crate::network::Network>,
+    /// This node's witness, when it witnesses other logs (set once at start).
+    pub witness: std::sync::OnceLock<Arc<crate::witness::Witness>>,
 }
 
 impl NodeState {
@@ -64,6 +66,7 @@ impl NodeState {
             reload,
             activity: crate::console::Activity::new(),
             network: Arc::default(),
+            witness: std::sync::OnceLock::new(),
         }
     }
 }
@@ -337,6 +340,16 @@ impl ComplianceService {
             roster_version: roster.version,
             roster_sha256: roster.sha256,
             roster_error: roster.error,
+            witness_name: self.state.witness.get().map(|w| w.name().to_owned()).unwrap_or_default(),
+            witness_verifier_key: self.state.witness.get().map(|w| w.vkey()).unwrap_or_default(),
+            witness_split_views: self.state.witness.get().map_or(0, |w| w.split_views()),
+            witness_last_split_view: self
+                .state
+                .witness
+                .get()
+                .and_then(|w| w.last_alarm())
+                .map(|a| format!("{}: {} (evidence {})", a.origin, a.reason, a.evidence.display()))
+                .unwrap_or_default(),
         }
     }
 

@@ -620,7 +620,10 @@ async fn metrics_answer_over_hyper_and_drop_slow_headers() {
     let (_, state) = start_with_state(dir.path(), Options::default()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(silkgate::metrics::serve(listener, state.metrics.clone(), state.clone()));
+    tokio::spawn(silkgate::http::serve(
+        listener,
+        Arc::new(silkgate::http::Http { node: state.clone(), witness: None, console: None }),
+    ));
 
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();

@@ -11,6 +11,9 @@
 //! - [`bundle`]: evidence bundles, a decision with its inclusion proof and checkpoint;
 //! - [`roster`]: the network roster, signed by governance keys (M of N);
 //! - [`certificate`]: deployment certificates, many jurisdictions' decisions in one;
+//! - [`cosignature`]: witness cosignatures (C2SP tlog-cosignature, `cosignature/v1`);
+//! - [`witness`]: the witness's check of a new checkpoint (C2SP tlog-witness);
+//! - [`tiles`]: C2SP tlog-tiles paths, hash tiles and entry bundles;
 //! - [`proto`]: the API's protobuf messages, generated from `proto/silkgate/v1`;
 //! - [`time`]: civil days and Unix times, as decisions and policies use them.
 //!
@@ -35,8 +38,11 @@
 pub mod bundle;
 pub mod certificate;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod decision;
 pub mod merkle;
 pub mod proto;
 pub mod roster;
+pub mod tiles;
 pub mod time;
+pub mod witness;

@@ -1,5 +1,7 @@
 //! `silkgate log ...`: audit a log offline, fetch and check proofs, seal a log.
 
+mod mirror;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -52,6 +54,27 @@ enum Command {
         /// holding either or a PEM key.
         #[arg(long)]
         public_key: String,
+        /// A witness trusted to cosign checkpoints: its verifier key string
+        /// `<name>+<hex key hash>+<base64(0x04 || key)>` (NodeInfo.witness_verifier_key).
+        /// Repeat for each witness.
+        #[arg(long)]
+        witness_key: Vec<String>,
+        /// Valid cosignatures by distinct --witness-key witnesses needed to accept the
+        /// checkpoint as witnessed [default: 1 when witness keys are given].
+        #[arg(long)]
+        witness_quorum: Option<usize>,
+    },
+    /// Mirror a node's log over HTTP (C2SP tlog-tiles) into DIR, incrementally: verify
+    /// the checkpoint, recompute the tree from the entries, check it extends what DIR
+    /// already holds; `log verify DIR` audits the mirror.
+    Mirror {
+        /// The log's tiles prefix, e.g. http://127.0.0.1:9090 (its HTTP listener).
+        url: String,
+        /// The mirror directory (created if missing).
+        dir: PathBuf,
+        /// The log's verifier key string (or hex key or file), as for `log verify`.
+        #[arg(long)]
+        public_key: String,
     },
     /// Check that a node's log still contains an earlier checkpoint (no fork).
     Consistency {
@@ -89,7 +112,10 @@ pub fn run(args: Args) -> u8 {
     match args.command {
         Command::Verify { dir, public_key } => verify(dir, public_key),
         Command::Prove { node, decision_id, index, out } => rt(prove(node, decision_id, index, out)),
-        Command::VerifyBundle { bundle, public_key } => verify_bundle(bundle, public_key),
+        Command::VerifyBundle { bundle, public_key, witness_key, witness_quorum } => {
+            verify_bundle(bundle, public_key, witness_key, witness_quorum)
+        }
+        Command::Mirror { url, dir, public_key } => rt(mirror::run(url, dir, public_key)),
         Command::Consistency { node, checkpoint, public_key, save } => {
             rt(consistency(node, checkpoint, public_key, save))
         }
@@ -270,11 +296,25 @@ async fn prove(node: String, decision_id: Option<String>, index: Option<u64>, ou
     0
 }
 
-fn verify_bundle(bundle: PathBuf, public_key: String) -> u8 {
+fn verify_bundle(bundle: PathBuf, public_key: String, witness_keys: Vec<String>, quorum: Option<usize>) -> u8 {
     let key = match PublicKey::parse(&public_key) {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
+    let mut witnesses = Vec::new();
+    for k in &witness_keys {
+        match silkgate_verify::cosignature::Witness::parse_vkey(k) {
+            Ok(w) if witnesses.iter().any(|x: &silkgate_verify::cosignature::Witness| x.name == w.name) => {
+                return fail(format!("--witness-key: witness `{}` given twice", w.name));
+            }
+            Ok(w) => witnesses.push(w),
+            Err(e) => return fail(format!("--witness-key: {e}")),
+        }
+    }
+    let quorum = quorum.unwrap_or(usize::from(!witnesses.is_empty()));
+    if quorum > witnesses.len() {
+        return fail(format!("--witness-quorum {quorum}: only {} --witness-key given", witnesses.len()));
+    }
     let text = match std::fs::read_to_string(&bundle) {
         Ok(t) => t,
         Err(e) => return fail(format!("{}: {e}", bundle.display())),
@@ -282,12 +322,51 @@ fn verify_bundle(bundle: PathBuf, public_key: String) -> u8 {
     match Bundle::parse(&text).and_then(|b| b.verify(&key.key, key.origin.as_deref())) {
         Ok(v) => {
             println!("valid: {}", v.summary());
-            0
+            if witnesses.is_empty() {
+                return 0;
+            }
+            witnessed(&text, &witnesses, quorum)
         }
         Err(e) => {
             println!("invalid: {e}");
             EXIT_NEGATIVE
         }
+    }
+}
+
+/// Reports the valid cosignatures on a verified bundle's checkpoint; 0 with a quorum.
+fn witnessed(bundle_text: &str, witnesses: &[silkgate_verify::cosignature::Witness], quorum: usize) -> u8 {
+    let note = match Bundle::parse(bundle_text) {
+        Ok(b) => b.checkpoint,
+        Err(e) => return fail(e),
+    };
+    let report = match silkgate_verify::cosignature::verify(&note, witnesses) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("not witnessed: {e}");
+            return EXIT_NEGATIVE;
+        }
+    };
+    for c in &report.valid {
+        println!("cosigned: {} at {} ({})", c.name, c.timestamp, c.vkey);
+    }
+    for name in &report.invalid {
+        println!("invalid cosignature: {name}");
+    }
+    if report.valid.len() >= quorum {
+        println!(
+            "witnessed: {} valid cosignatures of {} witnesses, quorum {quorum}",
+            report.valid.len(),
+            witnesses.len()
+        );
+        0
+    } else {
+        println!(
+            "not witnessed: {} valid cosignatures of {} witnesses, quorum {quorum}",
+            report.valid.len(),
+            witnesses.len()
+        );
+        EXIT_NEGATIVE
     }
 }
 

@@ -67,12 +67,24 @@ pub struct Args {
     /// Address for the Prometheus endpoint (GET /metrics) [default: off].
     #[arg(long, env = "SILKGATE_METRICS_LISTEN")]
     metrics_listen: Option<String>,
-    /// Address for the browser console (GET /console/), plain HTTP [default: off].
-    #[arg(long, env = "SILKGATE_CONSOLE_LISTEN")]
-    console_listen: Option<String>,
+    /// Serve the browser console at /console/ on the HTTP listener [default: true].
+    #[arg(long, env = "SILKGATE_CONSOLE")]
+    console: Option<bool>,
     /// Let the console's Try page evaluate requests (no signing, no logging) [default: false].
     #[arg(long, env = "SILKGATE_CONSOLE_TRY")]
     console_try: Option<bool>,
+    /// Address of the HTTP listener: /metrics, the log as C2SP tlog-tiles, and the
+    /// witness's /add-checkpoint [default: --metrics-listen, else off].
+    #[arg(long, env = "SILKGATE_HTTP_LISTEN")]
+    http_listen: Option<String>,
+    /// Witness configuration (TOML): the logs this node witnesses, the witnesses it
+    /// submits its checkpoints to, and the quorum [default: none].
+    #[arg(long, env = "SILKGATE_WITNESS_CONFIG")]
+    witness_config: Option<PathBuf>,
+    /// Least time between two submissions of this node's checkpoints to its witnesses,
+    /// in seconds [default: 10].
+    #[arg(long, env = "SILKGATE_WITNESS_INTERVAL_SECS")]
+    witness_interval_secs: Option<u64>,
     /// How often the policy directory is checked for changes, in ms [default: 500].
     #[arg(long, env = "SILKGATE_RELOAD_INTERVAL_MS")]
     reload_interval_ms: Option<u64>,
@@ -191,8 +203,11 @@ struct FileConfig {
     log_commit_siblings: Option<usize>,
     log_format: Option<String>,
     metrics_listen: Option<String>,
-    console_listen: Option<String>,
+    console: Option<bool>,
     console_try: Option<bool>,
+    http_listen: Option<String>,
+    witness_config: Option<PathBuf>,
+    witness_interval_secs: Option<u64>,
     reload_interval_ms: Option<u64>,
     max_request_bytes: Option<usize>,
     max_concurrency: Option<usize>,
@@ -237,8 +252,12 @@ struct Settings {
     commit: GroupCommit,
     log_format: String,
     metrics_listen: Option<SocketAddr>,
-    /// Where the console listens, and its options.
-    console: Option<(SocketAddr, silkgate::console::Options)>,
+    /// The console's options, when it is served on the HTTP listener.
+    console: Option<silkgate::console::Options>,
+    /// The HTTP listener (`--http-listen`, else `--metrics-listen`).
+    http_listen: Option<SocketAddr>,
+    witness: Option<silkgate::witness::WitnessConfig>,
+    witness_interval: Duration,
     reload_interval: Duration,
     options: Options,
     grace: Duration,
@@ -322,7 +341,23 @@ fn settings(mut a: Args) -> Result<Settings, String> {
     }
     let metrics_listen = a.metrics_listen.or(f.metrics_listen).map(|m| addr("metrics_listen", &m)).transpose()?;
     let console_options = silkgate::console::Options { try_enabled: a.console_try.or(f.console_try).unwrap_or(false) };
-    let console = a.console_listen.or(f.console_listen).map(|c| addr("console_listen", &c)).transpose()?;
+    let console = a.console.or(f.console).unwrap_or(true);
+    let http_listen = a.http_listen.or(f.http_listen).map(|m| addr("http_listen", &m)).transpose()?;
+    if let (Some(h), Some(m)) = (http_listen, metrics_listen)
+        && h != m
+    {
+        return Err(format!("metrics_listen: {m} differs from http_listen {h}; one listener serves both, give one"));
+    }
+    let http_listen = http_listen.or(metrics_listen);
+    let witness = match a.witness_config.or(f.witness_config) {
+        None => None,
+        Some(p) => Some(silkgate::witness::WitnessConfig::load(&p).map_err(|e| format!("witness_config: {e}"))?),
+    };
+    if witness.is_some() && http_listen.is_none() {
+        return Err("witness_config: the witness answers on the HTTP listener; set http_listen".into());
+    }
+    let witness_interval =
+        bounded("witness_interval_secs", a.witness_interval_secs, f.witness_interval_secs, 10, 1..=86_400)?;
     let reload_ms = a.reload_interval_ms.or(f.reload_interval_ms).unwrap_or(500);
     if !(50..=60_000).contains(&reload_ms) {
         return Err(format!("reload_interval_ms: must be between 50 and 60000, got {reload_ms}"));
@@ -411,7 +446,10 @@ fn settings(mut a: Args) -> Result<Settings, String> {
         commit: GroupCommit { delay: Duration::from_micros(delay_us), siblings, ..GroupCommit::default() },
         log_format,
         metrics_listen,
-        console: console.map(|c| (c, console_options)),
+        console: console.then_some(console_options),
+        http_listen,
+        witness,
+        witness_interval: Duration::from_secs(witness_interval),
         reload_interval: Duration::from_millis(reload_ms),
         options: Options {
             max_request_bytes,
@@ -649,23 +687,38 @@ async fn serve(s: Settings, state: Arc<NodeState>, started: std::time::Instant) 
         Ok(l) => l,
         Err(e) => return fail(format!("bind {}: {e}", s.listen)),
     };
-    if let Some(m) = s.metrics_listen {
-        match tokio::net::TcpListener::bind(m).await {
-            Ok(l) => {
-                tracing::info!(listen = %m, "metrics endpoint");
-                tokio::spawn(silkgate::metrics::serve(l, state.metrics.clone(), state.clone()));
+    if let Some(w) = &s.witness
+        && !w.logs.is_empty()
+    {
+        let name = silkgate::witness::witness_name(&state.node_id);
+        let dir = s.data_dir.join("witness");
+        match silkgate::witness::Witness::open(&dir, name, state.signer.clone(), &w.logs, state.metrics.clone()) {
+            Ok(w) => {
+                tracing::info!(witness.name = %w.name(), witness.key = %w.vkey(), logs = s.witness.as_ref().map_or(0, |c| c.logs.len()), "witness ready");
+                let _ = state.witness.set(Arc::new(w));
             }
-            Err(e) => return fail(format!("bind metrics {m}: {e}")),
+            Err(e) => return fail(format!("witness state: {e}")),
         }
     }
-    if let Some((c, options)) = s.console {
-        match tokio::net::TcpListener::bind(c).await {
+    if let Some(m) = s.http_listen {
+        match tokio::net::TcpListener::bind(m).await {
             Ok(l) => {
-                tracing::info!(listen = %c, console_try = options.try_enabled, "console");
-                tokio::spawn(silkgate::console::serve(l, silkgate::console::router_with(state.clone(), options)));
+                tracing::info!(listen = %m, "http listener (metrics, tiles, witness)");
+                let console = s.console.map(|options| silkgate::console::router_with(state.clone(), options));
+                let http = Arc::new(silkgate::http::Http {
+                    node: state.clone(),
+                    witness: state.witness.get().cloned(),
+                    console,
+                });
+                tokio::spawn(silkgate::http::serve(l, http));
             }
-            Err(e) => return fail(format!("bind console {c}: {e}")),
+            Err(e) => return fail(format!("bind http {m}: {e}")),
         }
+    }
+    if let (Some(w), Some(log)) = (&s.witness, &state.log)
+        && !w.witnesses.is_empty()
+    {
+        tokio::spawn(silkgate::witness::collect::run(log.clone(), w.clone(), s.witness_interval));
     }
     let (force_tx, force_rx) = tokio::sync::mpsc::channel(4);
     let watcher = Watcher {

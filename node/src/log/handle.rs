@@ -91,6 +91,9 @@ pub(super) struct Shared {
     pub(super) dir: PathBuf,
     /// Held while a checkpoint is signed and stored: one at a time, in order of size.
     pub(super) history: Mutex<History>,
+    /// Witness cosignature lines gathered for one checkpoint (size, root, lines); see
+    /// [`LogHandle::add_cosignatures`].
+    pub(super) cosignatures: Mutex<Option<(u64, Hash, String)>>,
 }
 
 /// An inclusion proof with what an auditor needs beside it.
@@ -134,6 +137,7 @@ impl LogHandle {
             fs,
             dir,
             history: Mutex::new(History { file: history.0, len: history.1 }),
+            cosignatures: Mutex::new(None),
         });
         checkpoints::latest(&shared)?;
         let queue = Arc::new(Queue::new());
@@ -181,7 +185,8 @@ impl LogHandle {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(LogError::Poisoned);
         }
-        if let Some(e) = entries.iter().find(|e| e.data.len() > super::MAX_ENTRY_BYTES) {
+        // Entry bundles (the tiles read path) frame each entry with a u16 length.
+        if let Some(e) = entries.iter().find(|e| e.data.len() > super::MAX_APPEND_BYTES) {
             return Err(LogError::TooLarge(e.data.len()));
         }
         let (reply, rx) = oneshot::channel();
@@ -215,7 +220,34 @@ impl LogHandle {
 
     /// The latest signed checkpoint, covering every durable entry; it is on disk.
     pub fn checkpoint(&self) -> Result<(String, Checkpoint), LogError> {
-        checkpoints::latest(&self.shared)
+        checkpoints::latest(&self.shared).map(|c| self.cosigned(c))
+    }
+
+    /// Keeps witness cosignature lines (already verified by the caller) for checkpoint
+    /// `cp`; they are appended to that checkpoint's note wherever it is served, until
+    /// lines for a larger checkpoint replace them. Held in memory: after a restart the
+    /// collector gathers them again (a witness cosigns the same checkpoint again).
+    pub fn add_cosignatures(&self, cp: &Checkpoint, lines: &str) {
+        let mut c = self.shared.cosignatures.lock().unwrap_or_else(|e| e.into_inner());
+        match c.as_mut() {
+            Some((size, root, have)) if *size == cp.size && *root == cp.root => {
+                let merged = silkgate_verify::cosignature::append(have, lines);
+                *have = merged;
+            }
+            Some((size, _, _)) if *size > cp.size => {}
+            _ => *c = Some((cp.size, cp.root, silkgate_verify::cosignature::append("", lines))),
+        }
+    }
+
+    /// `note` with the cosignature lines gathered for its checkpoint, if any.
+    fn cosigned(&self, (note, cp): (String, Checkpoint)) -> (String, Checkpoint) {
+        let c = self.shared.cosignatures.lock().unwrap_or_else(|e| e.into_inner());
+        match c.as_ref() {
+            Some((size, root, lines)) if *size == cp.size && *root == cp.root => {
+                (silkgate_verify::cosignature::append(&note, lines), cp)
+            }
+            _ => (note, cp),
+        }
     }
 
     /// The log index of a decision id.
@@ -259,7 +291,11 @@ impl LogHandle {
     /// An inclusion proof of entry `index` in the tree of `size` entries (0: the latest
     /// checkpoint), with the entry data and, for size 0, that checkpoint.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<Inclusion, LogError> {
-        let cp = if size == 0 { Some(checkpoints::latest(&self.shared)?) } else { self.stored(size).map(|()| None)? };
+        let cp = if size == 0 {
+            Some(self.cosigned(checkpoints::latest(&self.shared)?))
+        } else {
+            self.stored(size).map(|()| None)?
+        };
         let size = cp.as_ref().map_or(size, |c| c.1.size);
         if index >= size {
             return Err(LogError::OutOfRange(format!("index: {index} is not below tree size {size}")));
@@ -314,5 +350,47 @@ impl LogHandle {
             at = (i + 1, at.1 + RECORD_OVERHEAD as u64 + n);
         }
         Ok(out)
+    }
+
+    /// The latest stored checkpoint (the high-water mark), without signing a new one;
+    /// `None` only before the first is stored.
+    pub fn stored_checkpoint(&self) -> Option<(String, Checkpoint)> {
+        let c = read_lock(&self.shared).checkpoint.clone();
+        c.map(|c| self.cosigned(c))
+    }
+
+    /// Node hashes `start .. start + count` of tree level `level`, 32 bytes each, back to
+    /// back: a C2SP tlog-tiles hash tile when `level` is a multiple of 8. Every node
+    /// must lie in the tree of the stored checkpoint, and `count` is at most 256.
+    pub fn level_hashes(&self, level: u32, start: u64, count: u64) -> Result<Vec<u8>, LogError> {
+        use silkgate_core::merkle::NodeStore as _;
+        if count > super::hashes::TILE_WIDTH || level >= 64 {
+            return Err(LogError::Invalid(format!("level {level}: at most 256 hashes of levels 0 to 63")));
+        }
+        let idx = read_lock(&self.shared);
+        let size = idx.checkpoint.as_ref().map_or(0, |c| c.1.size);
+        let end = start.checked_add(count).filter(|&e| e <= size >> level);
+        if end.is_none() {
+            return Err(LogError::OutOfRange(format!(
+                "level {level} nodes {start}+{count}: past the stored checkpoint of size {size}"
+            )));
+        }
+        let mut out = Vec::with_capacity(count as usize * 32);
+        for i in start..start + count {
+            let h = idx.tree.store().read(level, i).map_err(|e| super::store::nodes_error(&self.shared.dir, e))?;
+            out.extend_from_slice(&h);
+        }
+        Ok(out)
+    }
+
+    /// Entries `start .. start + count` (at most 256), all within the stored checkpoint.
+    pub fn stored_entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, LogError> {
+        let size = read_lock(&self.shared).checkpoint.as_ref().map_or(0, |c| c.1.size);
+        if count > super::hashes::TILE_WIDTH || start.checked_add(count).is_none_or(|e| e > size) {
+            return Err(LogError::OutOfRange(format!(
+                "entries {start}+{count}: past the stored checkpoint of size {size}"
+            )));
+        }
+        Ok(self.entries(start, count)?.into_iter().map(|(_, d)| d).collect())
     }
 }

@@ -34,7 +34,7 @@ pub enum LogError {
     Locked(PathBuf),
     #[error("log writer has stopped")]
     Stopped,
-    #[error("entry of {0} bytes is larger than the {MAX_ENTRY_BYTES}-byte limit")]
+    #[error("entry of {0} bytes is larger than the {limit}-byte limit", limit = super::MAX_APPEND_BYTES)]
     TooLarge(usize),
     #[error("{0}")]
     NotFound(String),

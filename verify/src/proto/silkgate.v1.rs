@@ -205,6 +205,19 @@ pub struct NodeInfoResponse {
     /// Why the last roster offered was refused; empty once one is accepted.
     #[prost(string, tag = "15")]
     pub roster_error: ::prost::alloc::string::String,
+    /// The witness (C2SP tlog-witness; README "Witnessing"), when this node witnesses other
+    /// logs: its cosigner name (`silkgate/<node id>/witness`) and its verifier key string
+    /// `<name>+<hex key hash>+<base64(0x04 || public key)>` (C2SP tlog-cosignature).
+    #[prost(string, tag = "30")]
+    pub witness_name: ::prost::alloc::string::String,
+    #[prost(string, tag = "31")]
+    pub witness_verifier_key: ::prost::alloc::string::String,
+    /// Split views this witness refused and kept as evidence (counted across restarts):
+    /// non-zero is an alarm. The last one: origin, reason and evidence file.
+    #[prost(uint64, tag = "32")]
+    pub witness_split_views: u64,
+    #[prost(string, tag = "33")]
+    pub witness_last_split_view: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JurisdictionInfo {
