@@ -11,6 +11,7 @@ mod health;
 mod key;
 mod keygen;
 mod log;
+mod policy;
 mod serve;
 mod test;
 mod verify;
@@ -52,6 +53,8 @@ enum Command {
     Verify(verify::Args),
     /// Audit the decision log, fetch and check proofs, seal a log.
     Log(log::Args),
+    /// Sign and check policy releases (a jurisdiction's policy authority).
+    Policy(policy::Args),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Key(a) => key::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Log(a) => log::run(a),
+        Command::Policy(a) => policy::run(a),
     };
     ExitCode::from(code)
 }

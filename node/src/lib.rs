@@ -5,8 +5,9 @@
 //! does the I/O.
 //!
 //! # Layout
-//! - [`loader`] reads policy directories and [`reload`] watches them; [`keys`] reads and
-//!   writes the key file;
+//! - [`loader`] reads policy directories and [`reload`] watches them; [`authority`]
+//!   checks signed policy releases and logs activations; [`keys`] reads and writes the
+//!   key file;
 //! - [`wire`] decodes requests as received; [`service`] answers `Compliance` calls
 //!   (evaluate, sign, log); [`log_service`] answers `DecisionLog` calls;
 //! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] serves
@@ -14,6 +15,7 @@
 //! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
 //! - the `silkgate` binary's `cli` dispatches the commands.
 
+pub mod authority;
 pub mod keys;
 pub mod limits;
 pub mod loader;
@@ -27,6 +29,7 @@ pub mod tls;
 #[cfg(test)]
 mod trace_fields;
 pub mod tracebuf;
+pub mod waivers;
 pub mod wire;
 
 /// The `silkgate.v1` API: its messages (from `silkgate_verify::proto`) and the gRPC

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub log_syncs: Counter,
     pub log_sync_seconds: prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
     pub log_bytes: Counter,
+    /// Signed waivers in force now, and of those the ones expiring within 7 days.
+    pub waivers_in_force: Gauge,
+    pub waivers_expiring_7d: Gauge,
     registry: Registry,
     last_syncs: AtomicU64,
 }
@@ -64,6 +67,8 @@ impl Metrics {
             log_syncs: Counter::default(),
             log_sync_seconds: Default::default(),
             log_bytes: Counter::default(),
+            waivers_in_force: Gauge::default(),
+            waivers_expiring_7d: Gauge::default(),
             registry: Registry::with_prefix("silkgate"),
             last_syncs: AtomicU64::new(0),
         };
@@ -78,6 +83,12 @@ impl Metrics {
             m.reload_errors.clone(),
         );
         r.register("log_entries", "Entries in the decision log", m.log_size.clone());
+        r.register("waivers_in_force", "Signed waivers in force", m.waivers_in_force.clone());
+        r.register(
+            "waivers_expiring_7d",
+            "Signed waivers in force that expire within 7 days",
+            m.waivers_expiring_7d.clone(),
+        );
         r.register("log_syncs", "Group commits (fdatasync calls) of the decision log", m.log_syncs.clone());
         r.register("log_sync_seconds", "Time spent writing and syncing the decision log", m.log_sync_seconds.clone());
         r.register("log_bytes", "Bytes appended to the decision log", m.log_bytes.clone());

@@ -8,6 +8,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
 
+use crate::authority::Authorities;
 use crate::limits::{Admitted, Limits};
 use crate::log::Entry;
 use crate::log::LogHandle;
@@ -37,6 +38,11 @@ pub struct NodeState {
     pub log: Option<LogHandle>,
     pub metrics: Arc<Metrics>,
     pub reload: Arc<Mutex<ReloadStatus>>,
+    /// The policy authorities: with them, a policy applies only with a valid signed
+    /// release (see [`crate::authority`]). `None`: any valid policy applies, as written.
+    pub authorities: Option<Arc<Authorities>>,
+    /// The waiver directory (`--waiver-dir`), reloaded with the policies.
+    pub waiver_dir: Option<std::path::PathBuf>,
 }
 
 impl NodeState {
@@ -58,6 +64,8 @@ impl NodeState {
             log,
             metrics: Arc::new(Metrics::new()),
             reload,
+            authorities: None,
+            waiver_dir: None,
         }
     }
 }
@@ -203,7 +211,14 @@ impl ComplianceService {
             issued_at: now,
             validity_secs: self.state.validity_secs,
         };
-        let d = decision::build(policy, &outcome, &ctx, self.state.signer.key_id());
+        // Waivers come from the same set as the policy, as does its activation: both are
+        // already in the log.
+        let waivers = policies.waivers.get(&jurisdiction).map(Vec::as_slice).unwrap_or_default();
+        let applied = silkgate_core::waiver::apply(policy, outcome, waivers, &req, Some(&request_sha256), now);
+        let outcome = &applied.outcome;
+        let mut d = decision::build(policy, outcome, &ctx, self.state.signer.key_id());
+        silkgate_core::waiver::annotate(&mut d, policy, &applied);
+        d.activation_index = policies.activations.get(&jurisdiction).copied();
         let signed = decision::sign(&d, &self.state.signer);
         let rules: Vec<&str> = outcome.matched.iter().map(|&i| policy.rules[i as usize].id.as_str()).collect();
         let summary = Summary {
@@ -294,8 +309,16 @@ impl ComplianceService {
                 name: p.name.clone(),
                 loaded_at: status.loaded_at.get(&p.jurisdiction).map(|t| t.to_timestamp()),
                 last_error: status.jurisdiction_errors.get(&p.jurisdiction).cloned().unwrap_or_default(),
+                release_version: status.releases.get(&p.jurisdiction).map(|r| r.version.clone()).unwrap_or_default(),
+                release_signer_key_ids: status
+                    .releases
+                    .get(&p.jurisdiction)
+                    .map(|r| r.signers.clone())
+                    .unwrap_or_default(),
+                activation_index: policies.activations.get(&p.jurisdiction).copied(),
             })
             .collect();
+        let (loaded, in_force, _) = crate::waivers::counts(&policies, UnixTime::now());
         let key = self.state.signer.verifying_key();
         let mut purposes = vec!["decisions".to_string()];
         if self.state.log.is_some() {
@@ -325,6 +348,9 @@ impl ComplianceService {
                 .as_ref()
                 .map(|l| silkgate_core::checkpoint::vkey(l.origin(), &key))
                 .unwrap_or_default(),
+            policy_authorities_configured: self.state.authorities.is_some(),
+            waivers_loaded: loaded as u32,
+            waivers_in_force: in_force as u32,
         }
     }
 

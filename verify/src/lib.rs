@@ -9,6 +9,8 @@
 //! - [`merkle`]: RFC 6962 leaf and node hashes, inclusion and consistency proofs, and a
 //!   tree that recomputes a log's root from its entries;
 //! - [`bundle`]: evidence bundles, a decision with its inclusion proof and checkpoint;
+//! - [`release`]: signed policy releases and the policy activations a node logs;
+//!   [`waiver`]: signed waivers of soft rules;
 //! - [`proto`]: the API's protobuf messages, generated from `proto/silkgate/v1`;
 //! - [`time`]: civil days and Unix times, as decisions and policies use them.
 //!
@@ -35,4 +37,6 @@ pub mod checkpoint;
 pub mod decision;
 pub mod merkle;
 pub mod proto;
+pub mod release;
 pub mod time;
+pub mod waiver;
