@@ -343,7 +343,7 @@ async fn sigterm_drains_and_exits_cleanly() {
         r#""verdict":"allow""#,
         r#""request.id":"v""#,
         r#""latency_us":"#,
-        r#""log_index":0"#,
+        r#""log_index":1"#, // after the policy's activation
     ] {
         assert!(decision.contains(field), "{field} missing from {decision}");
     }
