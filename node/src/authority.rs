@@ -136,12 +136,7 @@ pub fn check_release(
     let mismatch = |what: &str, got: &str, want: &str| {
         format!("release {}: {what} is `{got}` but the policy file says `{want}`", path.display())
     };
-    if r.policy_id != policy.id {
-        return Err(mismatch("policy id", &r.policy_id, &policy.id));
-    }
-    if r.version != policy.version {
-        return Err(mismatch("version", &r.version, &policy.version));
-    }
+    // The digest first: an edit without a new release shows as this.
     if r.policy_sha256 != policy.digest {
         return Err(format!(
             "release {}: signed digest {} differs from the digest of the files on disk, {}",
@@ -149,6 +144,12 @@ pub fn check_release(
             hex::encode(&r.policy_sha256),
             policy.digest_hex
         ));
+    }
+    if r.policy_id != policy.id {
+        return Err(mismatch("policy id", &r.policy_id, &policy.id));
+    }
+    if r.version != policy.version {
+        return Err(mismatch("version", &r.version, &policy.version));
     }
     let old = in_force.map(|p| InForce { version: &p.version, sha256: &p.digest });
     release::check_succession(r, old).map_err(|e| format!("release {}: {e}", path.display()))?;

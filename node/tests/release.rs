@@ -75,14 +75,26 @@ struct TestNode {
 impl TestNode {
     /// A node with the authorities above, over a policy directory that `setup` fills.
     async fn start(setup: impl FnOnce(&Path)) -> Result<TestNode, String> {
+        Self::start_with(setup, None::<fn(&Path)>).await
+    }
+
+    /// With `waivers`, the node also has a waiver directory that it fills.
+    async fn start_with(setup: impl FnOnce(&Path), waivers: Option<impl FnOnce(&Path)>) -> Result<TestNode, String> {
         let dir = tempfile::tempdir().unwrap();
         let policy_dir = dir.path().join("policy");
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&policy_dir).unwrap();
         setup(&policy_dir);
+        let waiver_dir = waivers.map(|fill| {
+            let w = dir.path().join("waivers");
+            std::fs::create_dir_all(&w).unwrap();
+            fill(&w);
+            w
+        });
         let auth = Arc::new(authorities(dir.path()));
         let set = silkgate::loader::load_dir(&policy_dir, None).map_err(|e| e.to_string())?;
-        let prepared = authority::prepare(set, None, Some(&auth), None).map_err(|e| e.to_string())?;
+        let prepared =
+            authority::prepare(set, None, Some(&auth), waiver_dir.as_deref()).map_err(|e| e.to_string())?;
         let key = silkgate::keys::load_or_create(&data_dir.join("node.key")).unwrap();
         let signer = Arc::new(key.signer);
         let log = silkgate::log::open(&data_dir, "rel", signer.clone()).unwrap();
@@ -91,6 +103,7 @@ impl TestNode {
         let (set, releases) = prepared.finish(None, Some(logged));
         let mut state = NodeState::new("rel".into(), set, signer, key.valid_from, 60, Some(log));
         state.authorities = Some(auth);
+        state.waiver_dir = waiver_dir;
         state.reload.lock().unwrap().releases = releases;
         let state = Arc::new(state);
         let watcher = Arc::new(Watcher {
@@ -311,4 +324,91 @@ fn log_verify_catches_a_decision_naming_a_wrong_activation() {
         .unwrap_err();
         assert!(err.contains("entry 1") && err.contains(want), "{err}");
     }
+}
+
+/// A policy with a soft rule on mining (waivable for 30 days) and a hard one on bitcoin.
+fn soft_policy() -> String {
+    policy("1", true).replace("effect = \"deny\"", "level = \"soft\"\nmax_waiver_days = 30")
+        + "\n[[rule]]\nid = \"xx.btc\"\nlevel = \"hard\"\nwhen = 'protocol.name == \"bitcoin\"'\nmessage = \"no bitcoin\"\ncitation = \"XX Act s. 2\"\n"
+}
+
+/// Writes `name.waiver` in `dir`: `rules` waived for requests of `protocol`, from
+/// `from` to `until` (Unix seconds), signed by authority keys 1 and 2.
+fn write_waiver(dir: &Path, name: &str, rules: &[&str], protocol: &str, from: i64, until: i64) -> [u8; 32] {
+    let w = proto::Waiver {
+        jurisdiction: "XX".into(),
+        waiver_id: name.into(),
+        rule_ids: rules.iter().map(|r| r.to_string()).collect(),
+        scope: Some(proto::WaiverScope { protocol_name: protocol.into(), ..Default::default() }),
+        justification: "pilot".into(),
+        ticket: "T-1".into(),
+        not_before: Some(prost_types::Timestamp { seconds: from, nanos: 0 }),
+        expires: Some(prost_types::Timestamp { seconds: until, nanos: 0 }),
+    };
+    let mut env = release::envelope(silkgate_verify::waiver::WAIVER_PAYLOAD_TYPE, w.encode_to_vec());
+    release::add_signature(&mut env, &authority_key(1));
+    release::add_signature(&mut env, &authority_key(2));
+    let json = serde_json::to_string_pretty(&decision::to_dsse_json(&env)).unwrap();
+    std::fs::write(dir.join(format!("{name}.waiver")), json).unwrap();
+    <sha2::Sha256 as sha2::Digest>::digest(&env.payload).into()
+}
+
+#[tokio::test]
+async fn a_waiver_lifts_a_soft_rule_in_its_scope_only_and_never_a_hard_one() {
+    let now = UnixTime::now().secs;
+    let digest = std::cell::Cell::new([0; 32]);
+    let mut node = TestNode::start_with(
+        |dir| {
+            std::fs::write(dir.join("xx.toml"), soft_policy()).unwrap();
+            sign_release(dir, &[&authority_key(1), &authority_key(2)], None);
+        },
+        Some(|w: &Path| {
+            digest.set(write_waiver(w, "fabric", &["xx.mining"], "hyperledger-fabric", now - 60, now + 3600));
+            // Expired a second before now: loaded, applies to nothing.
+            write_waiver(w, "old", &["xx.mining"], "ethereum", now - 7200, now - 1);
+        }),
+    )
+    .await
+    .unwrap();
+    let (d, index) = node.mining().await;
+    assert_eq!(verdict(&d), proto::Verdict::Allow, "the soft rule is waived for fabric");
+    let r = &d.matched_rules[0];
+    assert_eq!((r.id.as_str(), r.level), ("xx.mining", proto::Level::Soft as i32));
+    assert_eq!(r.waiver_sha256, digest.get().to_vec());
+    let at = r.waiver_log_index.expect("the waiver's log entry");
+    assert!(at < index);
+    let entry = node.entry(at);
+    assert_eq!(entry.payload_type, silkgate_verify::waiver::WAIVER_PAYLOAD_TYPE);
+    assert_eq!(<[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&entry.payload)), digest.get());
+
+    // Out of scope (another protocol, whose waiver has expired): still blocked.
+    let mut req = common::request("XX", "eth");
+    let r = req.request.as_mut().unwrap();
+    r.deployment_kind = proto::DeploymentKind::Mining as i32;
+    r.protocol.as_mut().unwrap().name = "ethereum".into();
+    let resp = node.client.evaluate(req).await.unwrap().into_inner();
+    let d2 = proto::Decision::decode(resp.decision.unwrap().payload.as_slice()).unwrap();
+    assert_eq!(verdict(&d2), proto::Verdict::Deny);
+    assert!(d2.matched_rules[0].waiver_sha256.is_empty());
+    let info = node.client.node_info(proto::NodeInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((info.waivers_loaded, info.waivers_in_force), (2, 1));
+
+    // A waiver naming the hard rule refuses the whole directory; nothing changes.
+    let dir = node.state.waiver_dir.clone().unwrap();
+    write_waiver(&dir, "btc", &["xx.btc"], "bitcoin", now - 60, now + 60);
+    assert!(!node.reload().await, "a waiver of a hard rule was loaded");
+    let e = node.state.reload.lock().unwrap().last_error.clone();
+    assert!(e.contains("btc.waiver") && e.contains("`xx.btc` is hard: hard rules cannot be waived"), "{e}");
+    std::fs::remove_file(dir.join("btc.waiver")).unwrap();
+    // Longer than the rule's 30 days: refused too.
+    write_waiver(&dir, "long", &["xx.mining"], "x", now, now + 31 * 86_400);
+    assert!(!node.reload().await);
+    assert!(node.state.reload.lock().unwrap().last_error.contains("more than the 30 days"));
+    std::fs::remove_file(dir.join("long.waiver")).unwrap();
+    assert_eq!(verdict(&node.mining().await.0), proto::Verdict::Allow);
+
+    // The log, waiver entries and waived decisions included, audits.
+    let key = node.node_key();
+    node.state.log.as_ref().unwrap().close().unwrap();
+    silkgate::log::audit::audit(&node.data_dir.join("log"), &key, |_, _| {}).unwrap();
 }
