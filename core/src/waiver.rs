@@ -219,7 +219,8 @@ citation = "c"
         let o2 = p.evaluate(&other, at(1500).day());
         assert_eq!(apply(&p, o2, &w, &other, None, at(1500)).outcome.verdict, Verdict::Deny);
         // By request digest.
-        let one = [waiver(&["xx.soft"], proto::WaiverScope { request_sha256: vec![5; 32], ..Default::default() }, 0, 10)];
+        let one =
+            [waiver(&["xx.soft"], proto::WaiverScope { request_sha256: vec![5; 32], ..Default::default() }, 0, 10)];
         assert_eq!(apply(&p, o.clone(), &one, &req, Some(&[5; 32]), at(5)).outcome.verdict, Verdict::Allow);
         assert_eq!(apply(&p, o, &one, &req, Some(&[6; 32]), at(5)).outcome.verdict, Verdict::Deny);
     }

@@ -79,7 +79,8 @@ impl Authorities {
             for (i, k) in a.keys.iter().enumerate() {
                 keys.push(parse_key(k).map_err(|e| format!("{shown}: jurisdictions.{j}.keys[{i}]: {e}"))?);
             }
-            let authority = Authority::new(keys, a.threshold).map_err(|e| format!("{shown}: jurisdictions.{j}: {e}"))?;
+            let authority =
+                Authority::new(keys, a.threshold).map_err(|e| format!("{shown}: jurisdictions.{j}: {e}"))?;
             by_jurisdiction.insert(j, authority);
         }
         Ok(Authorities { by_jurisdiction, file: path.to_path_buf() })

@@ -57,7 +57,8 @@ fn sign_release(dir: &Path, keys: &[&SigningKey], rollback: Option<&str>) {
 
 /// Two of three keys (1, 2, 3) sign for XX.
 fn authorities(dir: &Path) -> Authorities {
-    let keys: Vec<String> = (1..=3).map(|n| format!("\"{}\"", hex::encode(authority_key(n).verifying_key().as_bytes()))).collect();
+    let keys: Vec<String> =
+        (1..=3).map(|n| format!("\"{}\"", hex::encode(authority_key(n).verifying_key().as_bytes()))).collect();
     let path = dir.join("authorities.toml");
     std::fs::write(&path, format!("[jurisdictions.XX]\nthreshold = 2\nkeys = [{}]\n", keys.join(", "))).unwrap();
     Authorities::load(&path).unwrap()
@@ -93,13 +94,13 @@ impl TestNode {
         });
         let auth = Arc::new(authorities(dir.path()));
         let set = silkgate::loader::load_dir(&policy_dir, None).map_err(|e| e.to_string())?;
-        let prepared =
-            authority::prepare(set, None, Some(&auth), waiver_dir.as_deref()).map_err(|e| e.to_string())?;
+        let prepared = authority::prepare(set, None, Some(&auth), waiver_dir.as_deref()).map_err(|e| e.to_string())?;
         let key = silkgate::keys::load_or_create(&data_dir.join("node.key")).unwrap();
         let signer = Arc::new(key.signer);
         let log = silkgate::log::open(&data_dir, "rel", signer.clone()).unwrap();
         let a = Activator { node_id: "rel", signer: &signer, log: &log };
-        let logged = prepared.log_activations(None, &a, UnixTime::now(), &policy_dir).await.map_err(|e| e.to_string())?;
+        let logged =
+            prepared.log_activations(None, &a, UnixTime::now(), &policy_dir).await.map_err(|e| e.to_string())?;
         let (set, releases) = prepared.finish(None, Some(logged));
         let mut state = NodeState::new("rel".into(), set, signer, key.valid_from, 60, Some(log));
         state.authorities = Some(auth);

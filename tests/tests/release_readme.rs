@@ -32,7 +32,11 @@ fn policy_digest(name: &str, text: &str) -> Vec<u8> {
 
 /// The README's release check: signatures by authority keys verify, at least
 /// `threshold` distinct ones; then the payload.
-fn check_release(env: &proto::SignedDecision, keys: &[VerifyingKey], threshold: usize) -> Result<proto::PolicyRelease, String> {
+fn check_release(
+    env: &proto::SignedDecision,
+    keys: &[VerifyingKey],
+    threshold: usize,
+) -> Result<proto::PolicyRelease, String> {
     if env.payload_type != RELEASE_TYPE {
         return Err(format!("payload type {}", env.payload_type));
     }
@@ -96,7 +100,8 @@ async fn a_decision_is_traced_to_its_signed_release_through_the_log() {
     let now = silkgate_core::time::UnixTime::now();
     let logged = prepared.log_activations(None, &a, now, &policy_dir).await.unwrap();
     let (set, _) = prepared.finish(None, Some(logged));
-    let mut state = silkgate::service::NodeState::new("audit-node".into(), set, signer, key.valid_from, 3600, Some(log));
+    let mut state =
+        silkgate::service::NodeState::new("audit-node".into(), set, signer, key.valid_from, 3600, Some(log));
     state.authorities = Some(auth);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -47,7 +47,10 @@ impl Authority {
             return Err("the same key is listed twice".into());
         }
         if threshold == 0 || threshold > keys.len() {
-            return Err(format!("threshold must be between 1 and the number of keys ({}), got {threshold}", keys.len()));
+            return Err(format!(
+                "threshold must be between 1 and the number of keys ({}), got {threshold}",
+                keys.len()
+            ));
         }
         Ok(Authority { keys, threshold })
     }
@@ -133,7 +136,12 @@ pub fn verified_signers(env: &proto::SignedDecision, keys: &[VerifyingKey]) -> R
 /// A version: dot-separated decimal numbers (`2026.12.1`), at most 8 parts of at most 9
 /// digits each. Versions compare part by part as numbers, a missing part counting as 0.
 pub fn parse_version(v: &str) -> Result<Vec<u64>, String> {
-    let bad = || format!("`{}` is not dot-separated numbers like `2026.12.1`", v.chars().take(64).collect::<String>().escape_debug());
+    let bad = || {
+        format!(
+            "`{}` is not dot-separated numbers like `2026.12.1`",
+            v.chars().take(64).collect::<String>().escape_debug()
+        )
+    };
     if v.is_empty() {
         return Err(bad());
     }
@@ -238,8 +246,8 @@ pub fn verify_activation(
         let ids: Vec<&str> = env.signatures.iter().map(|s| s.keyid.as_str()).collect();
         return Err(ActivationError::UnknownKey(ids.join(", ")));
     };
-    let a = proto::PolicyActivation::decode(env.payload.as_slice())
-        .map_err(|e| ActivationError::Payload(e.to_string()))?;
+    let a =
+        proto::PolicyActivation::decode(env.payload.as_slice()).map_err(|e| ActivationError::Payload(e.to_string()))?;
     if a.key_id != outer {
         return Err(ActivationError::KeyMismatch { inner: a.key_id, outer });
     }
@@ -308,10 +316,7 @@ mod tests {
         env.payload[0] ^= 1;
         assert!(matches!(verify_release(&env, &authority(&[1, 2], 1), "CN"), Err(ReleaseError::BadSignature(_))));
         let env = signed(&r, &[1]);
-        assert!(matches!(
-            verify_release(&env, &authority(&[1], 1), "SG"),
-            Err(ReleaseError::Jurisdiction { .. })
-        ));
+        assert!(matches!(verify_release(&env, &authority(&[1], 1), "SG"), Err(ReleaseError::Jurisdiction { .. })));
         let mut env = signed(&r, &[1]);
         env.payload_type = crate::decision::PAYLOAD_TYPE.into();
         assert!(matches!(verify_release(&env, &authority(&[1], 1), "CN"), Err(ReleaseError::PayloadType(_))));

@@ -80,7 +80,9 @@ pub fn verify_waiver(
 /// The jurisdiction a waiver envelope says it is for, before it is checked (to find the
 /// authority to check it with).
 pub fn jurisdiction_of(env: &proto::SignedDecision) -> Result<String, WaiverError> {
-    proto::Waiver::decode(env.payload.as_slice()).map(|w| w.jurisdiction).map_err(|e| WaiverError::Payload(e.to_string()))
+    proto::Waiver::decode(env.payload.as_slice())
+        .map(|w| w.jurisdiction)
+        .map_err(|e| WaiverError::Payload(e.to_string()))
 }
 
 fn valid_id(s: &str) -> bool {
@@ -110,12 +112,13 @@ pub fn check_fields(w: &proto::Waiver) -> Result<(UnixTime, UnixTime), WaiverErr
         }
     }
     let scope = w.scope.as_ref().ok_or_else(|| field("scope", "required"))?;
-    let attributes = !scope.operator_entity_country.is_empty()
-        || !scope.protocol_name.is_empty()
-        || scope.deployment_kind != 0;
+    let attributes =
+        !scope.operator_entity_country.is_empty() || !scope.protocol_name.is_empty() || scope.deployment_kind != 0;
     match (scope.request_sha256.len(), attributes) {
         (32, false) | (0, true) => {}
-        (0, false) => return Err(field("scope", "names no request digest and no attribute: it would cover everything")),
+        (0, false) => {
+            return Err(field("scope", "names no request digest and no attribute: it would cover everything"));
+        }
         (32, true) => return Err(field("scope", "a request digest and attributes: give one or the other")),
         (n, _) => return Err(field("scope", format!("request_sha256 is {n} bytes, not 32"))),
     }
@@ -182,10 +185,7 @@ mod tests {
             (|w| w.rule_ids.clear(), "rule_ids"),
             (|w| w.rule_ids.push("xx.soft".into()), "rule_ids"),
             (|w| w.scope = Some(Default::default()), "would cover everything"),
-            (
-                |w| w.scope.as_mut().unwrap().request_sha256 = vec![1; 32],
-                "a request digest and attributes",
-            ),
+            (|w| w.scope.as_mut().unwrap().request_sha256 = vec![1; 32], "a request digest and attributes"),
             (|w| w.expires = w.not_before, "expires"),
             (|w| w.ticket.clear(), "ticket"),
         ];

@@ -361,8 +361,15 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
                 }
             }
         });
-        if let (Some(id), Some(effect), Some(level), Some(when), Some((expr, when_offset)), Some(message), Some(citation)) =
-            (id, effect, level, when, parsed, message, citation)
+        if let (
+            Some(id),
+            Some(effect),
+            Some(level),
+            Some(when),
+            Some((expr, when_offset)),
+            Some(message),
+            Some(citation),
+        ) = (id, effect, level, when, parsed, message, citation)
         {
             rules.push(RuleDoc {
                 id,

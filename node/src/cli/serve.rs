@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use silkgate::authority::{Activator, Authorities};
 use silkgate::limits::LimitConfig;
 use silkgate::log::GroupCommit;
 use silkgate::log::handle::{DEFAULT_COMMIT_DELAY_US, DEFAULT_COMMIT_SIBLINGS};
@@ -18,7 +19,6 @@ use silkgate::reload::Watcher;
 use silkgate::server::{ConnectionLimits, Options};
 use silkgate::service::NodeState;
 use silkgate::tls::{Authz, Group, TlsFiles, TlsState};
-use silkgate::authority::{Activator, Authorities};
 use silkgate::{authority, keys, loader, server};
 
 use super::{EXIT_INVALID, fail};

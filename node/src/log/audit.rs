@@ -10,10 +10,10 @@ use ed25519_dalek::VerifyingKey;
 
 use super::store::scan;
 use crate::proto;
+use sha2::Digest as _;
 use silkgate_core::checkpoint::Checkpoint;
 use silkgate_core::decision;
 use silkgate_core::merkle::{self, Tree};
-use sha2::Digest as _;
 use silkgate_verify::release;
 
 /// The first problem an audit found, located precisely.
@@ -179,7 +179,10 @@ impl Activations {
             match self.waivers.get(&at) {
                 Some((j, digest)) if *j == d.jurisdiction && digest.as_slice() == r.waiver_sha256 => {}
                 Some(_) => {
-                    return Err(format!("rule `{}` names waiver entry {at}, whose jurisdiction or digest differs", r.id));
+                    return Err(format!(
+                        "rule `{}` names waiver entry {at}, whose jurisdiction or digest differs",
+                        r.id
+                    ));
                 }
                 None => return Err(format!("rule `{}` names waiver entry {at}, not an earlier waiver", r.id)),
             }
