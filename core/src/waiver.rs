@@ -93,7 +93,7 @@ pub fn apply(
         }
         let covering = waivers.iter().find(|w| {
             in_force(&w.verified, at)
-                && w.verified.waiver.rule_ids.iter().any(|id| *id == rule.id)
+                && w.verified.waiver.rule_ids.contains(&rule.id)
                 && scope_covers(&w.verified.waiver, req, request_sha256)
         });
         if let Some(w) = covering {

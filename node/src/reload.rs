@@ -184,7 +184,7 @@ impl Watcher {
         let dirs: Vec<PathBuf> = std::iter::once(self.dir.clone()).chain(self.state.waiver_dir.clone()).collect();
         let both = move || dirs.iter().map(|d| fingerprint(d)).collect::<Vec<_>>();
         let sum = both.clone();
-        let mut last = tokio::task::spawn_blocking(move || sum()).await.unwrap_or_default();
+        let mut last = tokio::task::spawn_blocking(sum).await.unwrap_or_default();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let this = Arc::new(self);
@@ -195,7 +195,7 @@ impl Watcher {
             };
             this.update_waiver_metrics();
             let sum = both.clone();
-            let Ok(now) = tokio::task::spawn_blocking(move || sum()).await else { continue };
+            let Ok(now) = tokio::task::spawn_blocking(sum).await else { continue };
             if forced || now != last {
                 last = now;
                 let w = this.clone();
