@@ -309,7 +309,8 @@ fn log_verify_catches_a_decision_naming_a_wrong_activation() {
         ..Default::default()
     };
     audit_with(good).unwrap();
-    let cases: [(fn(&mut proto::Decision), &str); 5] = [
+    type Change = fn(&mut proto::Decision);
+    let cases: [(Change, &str); 5] = [
         (|d| d.policy.as_mut().unwrap().sha256 = vec![2; 32], "which activated XX policy"),
         (|d| d.jurisdiction = "YY".into(), "which activated XX policy"),
         (|d| d.activation_index = Some(1), "does not precede it"),
