@@ -181,7 +181,8 @@ mod tests {
 
     #[test]
     fn fields_are_checked() {
-        let cases: [(fn(&mut proto::Waiver), &str); 6] = [
+        type Change = fn(&mut proto::Waiver);
+        let cases: [(Change, &str); 6] = [
             (|w| w.rule_ids.clear(), "rule_ids"),
             (|w| w.rule_ids.push("xx.soft".into()), "rule_ids"),
             (|w| w.scope = Some(Default::default()), "would cover everything"),
