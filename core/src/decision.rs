@@ -11,7 +11,7 @@ use std::fmt;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use prost::Message;
 
-use crate::policy::{Effect, Outcome, Policy, Verdict};
+use crate::policy::{Effect, Level, Outcome, Policy, Verdict};
 use crate::proto;
 use crate::time::UnixTime;
 
@@ -73,6 +73,15 @@ pub fn effect_to_proto(e: Effect) -> proto::Effect {
     }
 }
 
+pub fn level_to_proto(l: Level) -> proto::Level {
+    match l {
+        Level::Advisory => proto::Level::Advisory,
+        Level::Soft => proto::Level::Soft,
+        Level::Hard => proto::Level::Hard,
+        Level::None => proto::Level::Unspecified,
+    }
+}
+
 /// Builds the `Decision` message for an outcome of `policy`.
 pub fn build(policy: &Policy, outcome: &Outcome, ctx: &Context<'_>, key_id: &str) -> proto::Decision {
     let matched_rules = outcome
@@ -86,6 +95,9 @@ pub fn build(policy: &Policy, outcome: &Outcome, ctx: &Context<'_>, key_id: &str
                 message: r.message.clone(),
                 citation: r.citation.clone(),
                 url: r.url.clone(),
+                level: level_to_proto(r.level) as i32,
+                waiver_sha256: Vec::new(),
+                waiver_log_index: None,
             }
         })
         .collect();
@@ -111,6 +123,7 @@ pub fn build(policy: &Policy, outcome: &Outcome, ctx: &Context<'_>, key_id: &str
         issued_at: Some(ctx.issued_at.to_timestamp()),
         not_after: Some(not_after.to_timestamp()),
         default_applied: outcome.default_applied,
+        activation_index: None,
     }
 }
 
@@ -121,6 +134,18 @@ pub fn sign(decision: &proto::Decision, signer: &Signer) -> proto::SignedDecisio
     proto::SignedDecision {
         payload,
         payload_type: PAYLOAD_TYPE.to_string(),
+        signatures: vec![proto::Signature { sig: sig.to_vec(), keyid: signer.key_id.clone() }],
+    }
+}
+
+/// Encodes `message` once and signs it as a DSSE envelope of `payload_type` with the node
+/// key: the other entries a node logs (policy activations) are made here, like decisions.
+pub fn sign_as(payload_type: &str, message: &impl Message, signer: &Signer) -> proto::SignedDecision {
+    let payload = message.encode_to_vec();
+    let sig = signer.sign(&pae(payload_type, &payload));
+    proto::SignedDecision {
+        payload,
+        payload_type: payload_type.to_string(),
         signatures: vec![proto::Signature { sig: sig.to_vec(), keyid: signer.key_id.clone() }],
     }
 }

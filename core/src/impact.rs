@@ -43,7 +43,10 @@ pub struct Report {
 
 fn run(set: &PolicySet, s: &Sample, day: Day) -> Option<(Verdict, BTreeSet<String>)> {
     let p = set.get(&s.jurisdiction)?;
-    let out = p.evaluate(&s.request, day);
+    // Waivers held in the set apply as at the day's first second (see `crate::waiver`).
+    let waivers = set.waivers.get(&s.jurisdiction).map(Vec::as_slice).unwrap_or_default();
+    let at = crate::time::UnixTime::from_secs(i64::from(day.0) * 86_400);
+    let out = crate::waiver::apply(p, p.evaluate(&s.request, day), waivers, &s.request, None, at).outcome;
     Some((out.verdict, out.matched.iter().map(|&i| p.rules[i as usize].id.clone()).collect()))
 }
 
@@ -97,7 +100,7 @@ mod tests {
             "[policy]\nid = \"t\"\njurisdiction = \"XX\"\nname = \"T\"\nversion = \"1\"\ndefault = \"allow\"\n{rules}"
         );
         let p = from_text("t.toml", &text).unwrap();
-        PolicySet { policies: [("XX".to_string(), Arc::new(p))].into() }
+        PolicySet { policies: [("XX".to_string(), Arc::new(p))].into(), ..Default::default() }
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   from a request file's text;
 //! - [`policy`]: policy files parsed, compiled and evaluated; [`diag`] their diagnostics;
 //! - [`decision`]: the `Decision` built from an outcome, and signed (DSSE, Ed25519);
-//! - [`cases`]: policy test cases; [`impact`]: what a policy change would change.
+//! - [`cases`]: policy test cases; [`impact`]: what a policy change would change;
+//! - [`waiver`]: signed waivers applied to an outcome (soft rules they cover stop blocking).
 //!
 //! Re-exported from `silkgate_verify`, which checks what this crate signs: [`proto`],
 //! [`time`], [`merkle`], [`checkpoint`].
@@ -27,5 +28,6 @@ pub mod impact;
 pub mod policy;
 pub mod request;
 pub mod schema;
+pub mod waiver;
 
 pub use silkgate_verify::{checkpoint, merkle, proto, time};

@@ -45,6 +45,39 @@ impl Effect {
     }
 }
 
+/// How hard a rule binds (`level` in the policy file), on the model of Sentinel's
+/// enforcement levels. Advisory rules warn; soft and hard rules deny, and a soft rule
+/// can be waived by a signed waiver of its jurisdiction's authority (see
+/// [`crate::waiver`]), a hard one never.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Advisory,
+    Soft,
+    Hard,
+    /// Allow rules: they permit, and have no level.
+    None,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Advisory => "advisory",
+            Level::Soft => "soft",
+            Level::Hard => "hard",
+            Level::None => "none",
+        }
+    }
+
+    /// The effect a rule of this level has.
+    pub fn effect(self) -> Effect {
+        match self {
+            Level::Advisory => Effect::Warn,
+            Level::Soft | Level::Hard => Effect::Deny,
+            Level::None => Effect::Allow,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
@@ -83,6 +116,9 @@ pub struct Policy {
 pub struct Rule {
     pub id: String,
     pub effect: Effect,
+    pub level: Level,
+    /// For soft rules: the longest waiver allowed, in days.
+    pub max_waiver_days: u32,
     pub message: String,
     pub citation: String,
     pub url: String,
@@ -140,6 +176,12 @@ pub fn digest(files: &SourceFiles<'_>) -> [u8; 32] {
 #[derive(Debug, Default)]
 pub struct PolicySet {
     pub policies: BTreeMap<String, std::sync::Arc<Policy>>,
+    /// Per jurisdiction, the log index of the policy's activation entry (set by a node that
+    /// keeps a log, once the entry is durable; empty offline). Kept in the set so that a
+    /// decision reads its policy and its activation from one swap.
+    pub activations: BTreeMap<String, u64>,
+    /// Per jurisdiction, the signed waivers the node holds (see [`crate::waiver`]).
+    pub waivers: crate::waiver::Waivers,
 }
 
 impl PolicySet {
@@ -213,6 +255,8 @@ pub fn build(doc: &source::PolicyDoc, data_texts: &[DataText]) -> Result<Policy,
             rules.push(Rule {
                 id: r.id.get_ref().clone(),
                 effect: r.effect,
+                level: r.level,
+                max_waiver_days: r.max_waiver_days,
                 message: r.message.clone(),
                 citation: r.citation.clone(),
                 url: r.url.clone(),

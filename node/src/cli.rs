@@ -14,6 +14,7 @@ mod key;
 mod keygen;
 mod log;
 mod roster;
+mod policy;
 mod serve;
 mod test;
 mod verify;
@@ -61,6 +62,8 @@ enum Command {
     Certify(certify::Args),
     /// Verify a deployment certificate offline.
     Certificate(certificate::Args),
+    /// Sign and check policy releases (a jurisdiction's policy authority).
+    Policy(policy::Args),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Roster(a) => roster::run(a),
         Command::Certify(a) => certify::run(a),
         Command::Certificate(a) => certificate::run(a),
+        Command::Policy(a) => policy::run(a),
     };
     ExitCode::from(code)
 }

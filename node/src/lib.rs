@@ -5,20 +5,20 @@
 //! does the I/O.
 //!
 //! # Layout
-//! - [`loader`] reads policy directories and [`reload`] watches them; [`keys`] reads and
-//!   writes the key file;
+//! - [`loader`] reads policy directories and [`reload`] watches them; [`authority`]
+//!   checks signed policy releases and logs activations; [`keys`] reads and writes the
+//!   key file;
 //! - [`wire`] decodes requests as received; [`service`] answers `Compliance` calls
 //!   (evaluate, sign, log); [`log_service`] answers `DecisionLog` calls;
-//! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] serves
-//!   Prometheus text; [`console`] serves the browser console; [`tracebuf`] buffers
-//!   tracing output;
 //! - [`server`] runs the gRPC server with [`limits`] and [`tls`]; [`metrics`] keeps the
-//!   Prometheus metrics; [`http`] serves them, the log as C2SP tiles and the witness;
-//!   [`witness`] cosigns other nodes' checkpoints; [`tracebuf`] buffers tracing output;
+//!   Prometheus metrics; [`http`] serves them, the log as C2SP tiles, the witness and
+//!   the browser [`console`]; [`witness`] cosigns other nodes' checkpoints; [`waivers`]
+//!   reads signed waivers; [`tracebuf`] buffers tracing output;
 //! - [`log`]: the decision log's storage: files, recovery, group commit, sealing;
 //! - [`network`]: the network roster (trust, reload) and `Network.Certify`, the gateway;
 //! - the `silkgate` binary's `cli` dispatches the commands.
 
+pub mod authority;
 pub mod console;
 pub mod http;
 pub mod keys;
@@ -35,6 +35,7 @@ pub mod tls;
 #[cfg(test)]
 mod trace_fields;
 pub mod tracebuf;
+pub mod waivers;
 pub mod wire;
 pub mod witness;
 

@@ -244,7 +244,7 @@ pub fn load_dir_with_warnings(dir: &Path, only: Option<&[String]>) -> Result<(Po
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadError { diagnostics });
     }
-    Ok((PolicySet { policies }, warnings))
+    Ok((PolicySet { policies, ..Default::default() }, warnings))
 }
 
 #[cfg(test)]

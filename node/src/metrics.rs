@@ -36,6 +36,9 @@ pub struct Metrics {
     pub witness_split_views: Counter,
     /// Cosignatures this node's witness gave.
     pub witness_cosignatures: Counter,
+    /// Signed waivers in force now, and of those the ones expiring within 7 days.
+    pub waivers_in_force: Gauge,
+    pub waivers_expiring_7d: Gauge,
     registry: Registry,
     last_syncs: AtomicU64,
 }
@@ -60,6 +63,8 @@ impl Metrics {
             log_bytes: Counter::default(),
             witness_split_views: Counter::default(),
             witness_cosignatures: Counter::default(),
+            waivers_in_force: Gauge::default(),
+            waivers_expiring_7d: Gauge::default(),
             registry: Registry::with_prefix("silkgate"),
             last_syncs: AtomicU64::new(0),
         };
@@ -74,6 +79,12 @@ impl Metrics {
             m.reload_errors.clone(),
         );
         r.register("log_entries", "Entries in the decision log", m.log_size.clone());
+        r.register("waivers_in_force", "Signed waivers in force", m.waivers_in_force.clone());
+        r.register(
+            "waivers_expiring_7d",
+            "Signed waivers in force that expire within 7 days",
+            m.waivers_expiring_7d.clone(),
+        );
         r.register("log_syncs", "Group commits (fdatasync calls) of the decision log", m.log_syncs.clone());
         r.register("log_sync_seconds", "Time spent writing and syncing the decision log", m.log_sync_seconds.clone());
         r.register("log_bytes", "Bytes appended to the decision log", m.log_bytes.clone());

@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::authority::{self, Activator, Released};
 use crate::loader;
 use crate::service::NodeState;
-use silkgate_core::policy::{PolicySet, data};
+use silkgate_core::diag::Diagnostic;
+use silkgate_core::policy::{LoadError, PolicySet, data};
 use silkgate_core::time::UnixTime;
 
 /// What NodeInfo and metrics say about reloads.
@@ -31,6 +33,8 @@ pub struct ReloadStatus {
     /// The last failed reload's full report; empty after a successful reload.
     pub last_error: String,
     pub last_attempt: Option<UnixTime>,
+    /// With policy authorities: the signed release of each policy in force.
+    pub releases: BTreeMap<String, Released>,
 }
 
 impl ReloadStatus {
@@ -93,12 +97,16 @@ impl Watcher {
     /// Loads the directory and swaps it in when it is valid. Returns whether it was.
     pub fn reload(&self) -> bool {
         let now = UnixTime::now();
-        let result = loader::load_dir(&self.dir, self.only.as_deref());
+        let old = self.state.policies.load_full();
+        let result = loader::load_dir(&self.dir, self.only.as_deref())
+            .and_then(|set| {
+                authority::prepare(set, Some(&old), self.state.authorities.as_deref(), self.state.waiver_dir.as_deref())
+            })
+            .and_then(|prepared| self.activate(prepared, &old, now));
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_attempt = Some(now);
         match result {
-            Ok(set) => {
-                let old = self.state.policies.load();
+            Ok((set, releases)) => {
                 for (j, p) in &set.policies {
                     let same = old.get(j).is_some_and(|o| o.digest == p.digest);
                     if !same {
@@ -108,6 +116,8 @@ impl Watcher {
                             policy.version = %p.version,
                             policy.digest = %p.digest_hex,
                             rules = p.rules.len(),
+                            activation_index = set.activations.get(j),
+                            release.signers = releases.get(j).map(|r| r.signers.join(",")),
                             "policy reloaded"
                         );
                     }
@@ -116,6 +126,7 @@ impl Watcher {
                 status.reloads += 1;
                 status.last_error.clear();
                 status.jurisdiction_errors.clear();
+                status.releases = releases;
                 self.state.policies.store(Arc::new(set));
                 true
             }
@@ -140,10 +151,40 @@ impl Watcher {
         }
     }
 
+    /// Logs the activations of a prepared set (blocking until they are durable) when the
+    /// node keeps a log. Runs on a blocking thread of the node's runtime.
+    fn activate(
+        &self,
+        prepared: authority::Prepared,
+        old: &PolicySet,
+        now: UnixTime,
+    ) -> Result<(PolicySet, BTreeMap<String, Released>), LoadError> {
+        let Some(log) = &self.state.log else {
+            return Ok(prepared.finish(Some(old), None));
+        };
+        let a = Activator { node_id: &self.state.node_id, signer: &self.state.signer, log };
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| LoadError {
+            diagnostics: vec![Diagnostic::file(&self.dir.display().to_string(), format!("no runtime to log on: {e}"))],
+        })?;
+        let logged = handle.block_on(prepared.log_activations(Some(old), &a, now, &self.dir))?;
+        Ok(prepared.finish(Some(old), Some(logged)))
+    }
+
+    /// Sets the waiver gauges: they change with the clock as well as with reloads.
+    fn update_waiver_metrics(&self) {
+        let set = self.state.policies.load();
+        let (_, in_force, soon) = crate::waivers::counts(&set, UnixTime::now());
+        self.state.metrics.waivers_in_force.set(in_force as i64);
+        self.state.metrics.waivers_expiring_7d.set(soon as i64);
+    }
+
     /// Polls the directory every `interval`, and reloads at once when `force` fires.
     pub async fn run(self, interval: Duration, mut force: tokio::sync::mpsc::Receiver<()>) {
-        let dir = self.dir.clone();
-        let mut last = tokio::task::spawn_blocking(move || fingerprint(&dir)).await.unwrap_or_default();
+        // The policy directory and the waiver directory reload together.
+        let dirs: Vec<PathBuf> = std::iter::once(self.dir.clone()).chain(self.state.waiver_dir.clone()).collect();
+        let both = move || dirs.iter().map(|d| fingerprint(d)).collect::<Vec<_>>();
+        let sum = both.clone();
+        let mut last = tokio::task::spawn_blocking(sum).await.unwrap_or_default();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let this = Arc::new(self);
@@ -152,8 +193,9 @@ impl Watcher {
                 _ = tick.tick() => false,
                 got = force.recv() => got.is_some(),
             };
-            let dir = this.dir.clone();
-            let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&dir)).await else { continue };
+            this.update_waiver_metrics();
+            let sum = both.clone();
+            let Ok(now) = tokio::task::spawn_blocking(sum).await else { continue };
             if forced || now != last {
                 last = now;
                 let w = this.clone();

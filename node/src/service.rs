@@ -8,6 +8,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
 
+use crate::authority::Authorities;
 use crate::limits::{Admitted, Limits};
 use crate::log::Entry;
 use crate::log::LogHandle;
@@ -43,6 +44,11 @@ pub struct NodeState {
     pub network: Arc<crate::network::Network>,
     /// This node's witness, when it witnesses other logs (set once at start).
     pub witness: std::sync::OnceLock<Arc<crate::witness::Witness>>,
+    /// The policy authorities: with them, a policy applies only with a valid signed
+    /// release (see [`crate::authority`]). `None`: any valid policy applies, as written.
+    pub authorities: Option<Arc<Authorities>>,
+    /// The waiver directory (`--waiver-dir`), reloaded with the policies.
+    pub waiver_dir: Option<std::path::PathBuf>,
 }
 
 impl NodeState {
@@ -67,6 +73,8 @@ impl NodeState {
             activity: crate::console::Activity::new(),
             network: Arc::default(),
             witness: std::sync::OnceLock::new(),
+            authorities: None,
+            waiver_dir: None,
         }
     }
 }
@@ -212,7 +220,14 @@ impl ComplianceService {
             issued_at: now,
             validity_secs: self.state.validity_secs,
         };
-        let d = decision::build(policy, &outcome, &ctx, self.state.signer.key_id());
+        // Waivers come from the same set as the policy, as does its activation: both are
+        // already in the log.
+        let waivers = policies.waivers.get(&jurisdiction).map(Vec::as_slice).unwrap_or_default();
+        let applied = silkgate_core::waiver::apply(policy, outcome, waivers, &req, Some(&request_sha256), now);
+        let outcome = &applied.outcome;
+        let mut d = decision::build(policy, outcome, &ctx, self.state.signer.key_id());
+        silkgate_core::waiver::annotate(&mut d, policy, &applied);
+        d.activation_index = policies.activations.get(&jurisdiction).copied();
         let signed = decision::sign(&d, &self.state.signer);
         let rules: Vec<&str> = outcome.matched.iter().map(|&i| policy.rules[i as usize].id.as_str()).collect();
         let summary = Summary {
@@ -304,8 +319,16 @@ impl ComplianceService {
                 name: p.name.clone(),
                 loaded_at: status.loaded_at.get(&p.jurisdiction).map(|t| t.to_timestamp()),
                 last_error: status.jurisdiction_errors.get(&p.jurisdiction).cloned().unwrap_or_default(),
+                release_version: status.releases.get(&p.jurisdiction).map(|r| r.version.clone()).unwrap_or_default(),
+                release_signer_key_ids: status
+                    .releases
+                    .get(&p.jurisdiction)
+                    .map(|r| r.signers.clone())
+                    .unwrap_or_default(),
+                activation_index: policies.activations.get(&p.jurisdiction).copied(),
             })
             .collect();
+        let (loaded, in_force, _) = crate::waivers::counts(&policies, UnixTime::now());
         let key = self.state.signer.verifying_key();
         let roster = self.state.network.info();
         let mut purposes = vec!["decisions".to_string()];
@@ -350,6 +373,9 @@ impl ComplianceService {
                 .and_then(|w| w.last_alarm())
                 .map(|a| format!("{}: {} (evidence {})", a.origin, a.reason, a.evidence.display()))
                 .unwrap_or_default(),
+            policy_authorities_configured: self.state.authorities.is_some(),
+            waivers_loaded: loaded as u32,
+            waivers_in_force: in_force as u32,
         }
     }
 

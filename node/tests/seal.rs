@@ -48,7 +48,8 @@ async fn a_sealed_log_stays_verifiable_and_a_new_one_begins() {
         bin().args(["log", "verify"]).arg(data.join("log/sealed/1")).args(["--public-key", &key]).output().unwrap();
     let out = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{out}");
-    assert!(out.contains("origin:      silkgate/n1/1") && out.contains("entries:     5"), "{out}");
+    // Five decisions after the ten activations of the shipped policies.
+    assert!(out.contains("origin:      silkgate/n1/1") && out.contains("entries:     15"), "{out}");
 
     // Right after sealing there is no active log: the data directory and the log
     // directory still verify, through their sealed logs.
@@ -77,10 +78,10 @@ async fn a_sealed_log_stays_verifiable_and_a_new_one_begins() {
     let node = Node::start(&args);
     let mut c = node.client().await;
     let r = c.evaluate(request("CN", "after-seal")).await.unwrap().into_inner();
-    assert_eq!(r.log_index, 0);
+    assert_eq!(r.log_index, 10, "the new log opens with the policies' activations");
     let mut log = DecisionLogClient::connect(node.url.clone()).await.unwrap();
     let cp = log.get_checkpoint(proto::GetCheckpointRequest {}).await.unwrap().into_inner();
-    assert_eq!((cp.origin.as_str(), cp.size), ("silkgate/n1/2", 1));
+    assert_eq!((cp.origin.as_str(), cp.size), ("silkgate/n1/2", 11));
     let info = c.node_info(proto::NodeInfoRequest {}).await.unwrap().into_inner();
     let active_vkey = vkey("silkgate/n1/2", &vk);
     assert_eq!(info.log_verifier_key, active_vkey);

@@ -253,7 +253,8 @@ async fn health_reflection_and_metrics() {
     assert!(body.contains("silkgate_decisions_total{jurisdiction=\"XX\",verdict=\"allow\"} 1"), "{body}");
     assert!(body.contains("silkgate_rejected_requests_total{reason=\"unknown_jurisdiction\"} 1"), "{body}");
     assert!(body.contains("silkgate_request_duration_seconds_count"), "{body}");
-    assert!(body.contains("silkgate_log_entries 1"), "{body}");
+    // The policy's activation and the decision.
+    assert!(body.contains("silkgate_log_entries 2"), "{body}");
     assert!(body.contains("silkgate_log_syncs_total"), "{body}");
     assert!(body.contains("silkgate_policy_reloads_total"), "{body}");
 }
@@ -343,7 +344,7 @@ async fn sigterm_drains_and_exits_cleanly() {
         r#""verdict":"allow""#,
         r#""request.id":"v""#,
         r#""latency_us":"#,
-        r#""log_index":0"#,
+        r#""log_index":1"#, // after the policy's activation
     ] {
         assert!(decision.contains(field), "{field} missing from {decision}");
     }

@@ -396,9 +396,11 @@ async fn every_node_signs_verifiable_decisions_for_its_jurisdiction() {
         let (resp, d) = evaluate_verified(&mut c, &info, jurisdiction, &format!("{service}-1")).await;
         assert_eq!((d.jurisdiction.as_str(), d.node_id.as_str()), (jurisdiction, info.node_id.as_str()));
         assert_eq!(d.policy.unwrap().sha256, info.jurisdictions[0].policy_sha256);
-        assert_eq!(resp.log_index, 0);
+        // The log opens with the policy's activation, then the decision.
+        assert_eq!(resp.log_index, 1);
+        assert_eq!(d.activation_index, Some(0));
         let (size, _, _) = checkpoint(&mut log, &info).await;
-        assert_eq!(size, 1);
+        assert_eq!(size, 2);
 
         // Another jurisdiction's policy is not on this node: an error, never a decision.
         let other = if jurisdiction == "CN" { "SG" } else { "CN" };
@@ -519,7 +521,7 @@ async fn a_restarted_node_keeps_its_key_and_extends_its_log() {
         decisions.push(evaluate_verified(&mut c, &info, "SG", &format!("before-{i}")).await.1);
     }
     let (size1, root1, _) = checkpoint(&mut log, &info).await;
-    assert_eq!(size1, 5);
+    assert_eq!(size1, 6, "the policy's activation and five decisions");
 
     let started = net.inspect("sg", "{{.State.StartedAt}}");
     net.compose(&["stop", "sg"]);
@@ -533,11 +535,12 @@ async fn a_restarted_node_keeps_its_key_and_extends_its_log() {
     let (mut c, mut log) = net.clients("sg").await;
     for i in 0..3 {
         let (resp, d) = evaluate_verified(&mut c, &info2, "SG", &format!("after-{i}")).await;
-        assert_eq!(resp.log_index, 5 + i);
+        // After the activation logged at the restart.
+        assert_eq!(resp.log_index, 7 + i);
         decisions.push(d);
     }
     let (size2, root2, _) = checkpoint(&mut log, &info2).await;
-    assert_eq!(size2, 8);
+    assert_eq!(size2, 10);
     let cons =
         log.get_consistency_proof(proto::GetConsistencyProofRequest { size1, size2 }).await.unwrap().into_inner();
     assert_eq!((cons.size1, cons.size2), (size1, size2));

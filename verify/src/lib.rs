@@ -14,6 +14,8 @@
 //! - [`cosignature`]: witness cosignatures (C2SP tlog-cosignature, `cosignature/v1`);
 //! - [`witness`]: the witness's check of a new checkpoint (C2SP tlog-witness);
 //! - [`tiles`]: C2SP tlog-tiles paths, hash tiles and entry bundles;
+//! - [`release`]: signed policy releases and the policy activations a node logs;
+//!   [`waiver`]: signed waivers of soft rules;
 //! - [`proto`]: the API's protobuf messages, generated from `proto/silkgate/v1`;
 //! - [`time`]: civil days and Unix times, as decisions and policies use them.
 //!
@@ -42,7 +44,9 @@ pub mod cosignature;
 pub mod decision;
 pub mod merkle;
 pub mod proto;
+pub mod release;
 pub mod roster;
 pub mod tiles;
 pub mod time;
+pub mod waiver;
 pub mod witness;

@@ -55,6 +55,10 @@ pub struct DataRef {
 pub struct RuleDoc {
     pub id: Spanned<String>,
     pub effect: Effect,
+    /// How hard the rule binds (see [`super::Level`]); from `effect` when not written.
+    pub level: super::Level,
+    /// For soft rules: the longest waiver allowed, in days.
+    pub max_waiver_days: u32,
     pub when: String,
     pub expr: Expr,
     /// Where the condition text starts in the file, when spans can be mapped exactly.
@@ -111,8 +115,88 @@ const _: () = assert!(MAX_RULES <= u16::MAX as usize);
 pub const MAX_DATA_SETS: usize = 64;
 
 const POLICY_KEYS: &[&str] = &["id", "jurisdiction", "name", "version", "default", "description"];
-const RULE_KEYS: &[&str] =
-    &["id", "effect", "when", "message", "citation", "url", "effective_from", "effective_until", "reviewed", "note"];
+const RULE_KEYS: &[&str] = &[
+    "id",
+    "effect",
+    "level",
+    "max_waiver_days",
+    "when",
+    "message",
+    "citation",
+    "url",
+    "effective_from",
+    "effective_until",
+    "reviewed",
+    "note",
+];
+
+/// The longest waiver a soft rule may allow, in days, when it does not say
+/// (`max_waiver_days`); and the most it may say.
+pub const DEFAULT_MAX_WAIVER_DAYS: u32 = 90;
+pub const MAX_WAIVER_DAYS: u32 = 3650;
+
+/// A rule's effect and level from its `effect` and `level` keys: `level` alone gives the
+/// effect (`advisory` warns, `soft` and `hard` deny); `effect` alone gives the level
+/// (`warn` is advisory, `deny` hard, `allow` has none); both must agree.
+fn rule_level(
+    r: &mut Reader<'_>,
+    effect: Option<Spanned<String>>,
+    level: Option<Spanned<String>>,
+) -> (Option<Effect>, Option<super::Level>) {
+    use super::Level;
+    let effect_of = |r: &mut Reader<'_>, e: &Spanned<String>| match e.get_ref().as_str() {
+        "deny" => Some(Effect::Deny),
+        "warn" => Some(Effect::Warn),
+        "allow" => Some(Effect::Allow),
+        other => {
+            r.error(e.span(), format!("effect must be `deny`, `warn` or `allow`, found `{other}`"));
+            None
+        }
+    };
+    let level_of = |r: &mut Reader<'_>, l: &Spanned<String>| match l.get_ref().as_str() {
+        "advisory" => Some(Level::Advisory),
+        "soft" => Some(Level::Soft),
+        "hard" => Some(Level::Hard),
+        other => {
+            r.error(l.span(), format!("level must be `advisory`, `soft` or `hard`, found `{other}`"));
+            None
+        }
+    };
+    match (effect, level) {
+        (None, None) => (None, None),
+        (Some(e), None) => {
+            let effect = effect_of(r, &e);
+            let level = effect.map(|e| match e {
+                Effect::Deny => Level::Hard,
+                Effect::Warn => Level::Advisory,
+                Effect::Allow => Level::None,
+            });
+            (effect, level)
+        }
+        (None, Some(l)) => {
+            let level = level_of(r, &l);
+            (level.map(Level::effect), level)
+        }
+        (Some(e), Some(l)) => {
+            let (effect, level) = (effect_of(r, &e), level_of(r, &l));
+            match (effect, level) {
+                (Some(effect), Some(level)) if level.effect() == effect => (Some(effect), Some(level)),
+                (Some(effect), Some(level)) => {
+                    r.error(
+                        l.span(),
+                        format!(
+                            "level `{}` does not go with effect `{}` (advisory rules warn; soft and hard rules deny; allow rules have no level)",
+                            level.as_str(),
+                            effect.as_str()
+                        ),
+                    );
+                    (None, None)
+                }
+                _ => (None, None),
+            }
+        }
+    }
+}
 
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
@@ -215,7 +299,11 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
         let span = v.span();
         r.check_keys(t, RULE_KEYS, "[[rule]]");
         let id = r.string(t, span.clone(), "id", "[[rule]]", true);
-        let effect = r.string(t, span.clone(), "effect", "[[rule]]", true);
+        let level = r.string(t, span.clone(), "level", "[[rule]]", false);
+        // `effect` may be left out when `level` says it (`advisory` warns, `soft` and
+        // `hard` deny).
+        let effect = r.string(t, span.clone(), "effect", "[[rule]]", level.is_none());
+        let max_waiver_days = Reader::get(t, "max_waiver_days").cloned();
         let when = r.string(t, span.clone(), "when", "[[rule]]", true);
         let message = r.string(t, span.clone(), "message", "[[rule]]", true);
         let citation = r.string(t, span.clone(), "citation", "[[rule]]", true);
@@ -234,15 +322,28 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
         {
             r.error(u.span(), "effective_until must be after effective_from");
         }
-        let effect = effect.and_then(|e| match e.get_ref().as_str() {
-            "deny" => Some(Effect::Deny),
-            "warn" => Some(Effect::Warn),
-            "allow" => Some(Effect::Allow),
-            other => {
-                r.error(e.span(), format!("effect must be `deny`, `warn` or `allow`, found `{other}`"));
-                None
+        let (effect, level) = rule_level(&mut r, effect, level);
+        let max_waiver_days = match (&max_waiver_days, level) {
+            (None, _) => DEFAULT_MAX_WAIVER_DAYS,
+            (Some(v), Some(super::Level::Soft)) => match v.get_ref() {
+                toml::de::DeValue::Integer(i) => match u32::from_str_radix(i.as_str(), i.radix()) {
+                    Ok(n) if (1..=MAX_WAIVER_DAYS).contains(&n) => n,
+                    _ => {
+                        r.error(v.span(), format!("max_waiver_days must be between 1 and {MAX_WAIVER_DAYS}"));
+                        DEFAULT_MAX_WAIVER_DAYS
+                    }
+                },
+                other => {
+                    let found = super::toml_read::type_of(other);
+                    r.error(v.span(), format!("`max_waiver_days` must be an integer, found {found}"));
+                    DEFAULT_MAX_WAIVER_DAYS
+                }
+            },
+            (Some(v), _) => {
+                r.error(v.span(), "max_waiver_days applies only to `level = \"soft\"` rules (only they can be waived)");
+                DEFAULT_MAX_WAIVER_DAYS
             }
-        });
+        };
         if let Some(u) = &url {
             let s = u.get_ref();
             if !(s.starts_with("https://") || s.starts_with("http://")) {
@@ -260,12 +361,21 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDoc, Vec<Diagnostic>> {
                 }
             }
         });
-        if let (Some(id), Some(effect), Some(when), Some((expr, when_offset)), Some(message), Some(citation)) =
-            (id, effect, when, parsed, message, citation)
+        if let (
+            Some(id),
+            Some(effect),
+            Some(level),
+            Some(when),
+            Some((expr, when_offset)),
+            Some(message),
+            Some(citation),
+        ) = (id, effect, level, when, parsed, message, citation)
         {
             rules.push(RuleDoc {
                 id,
                 effect,
+                level,
+                max_waiver_days,
                 when_span: when.span(),
                 when: when.into_inner(),
                 expr,

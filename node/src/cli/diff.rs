@@ -28,6 +28,14 @@ pub struct Args {
     /// Exit 1 when any decision changes (for CI gates).
     #[arg(long)]
     fail_on_change: bool,
+    /// Signed waivers (`*.waiver`) to apply on both sides, as in force at the first
+    /// second of the evaluation day; checked against each side's policies, so a waiver
+    /// the new release would refuse (a rule made hard) is an error here too.
+    #[arg(long, requires = "authorities")]
+    waiver_dir: Option<PathBuf>,
+    /// The policy authorities file that checks the waivers.
+    #[arg(long, requires = "waiver_dir")]
+    authorities: Option<PathBuf>,
 }
 
 fn samples(path: &PathBuf) -> Result<Vec<Sample>, String> {
@@ -61,6 +69,21 @@ pub fn run(args: Args) -> u8 {
             eprintln!("{e}");
             return EXIT_INVALID;
         }
+    };
+    let (before, after) = match (&args.waiver_dir, &args.authorities) {
+        (Some(dir), Some(auth)) => {
+            let side = |set, name: &str| {
+                silkgate::waivers::attach(set, auth, dir).map_err(|e| format!("waivers under --{name}:\n{e}"))
+            };
+            match (side(before, "from"), side(after, "to")) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("{e}");
+                    return EXIT_INVALID;
+                }
+            }
+        }
+        _ => (before, after),
     };
     let samples = match samples(&args.requests) {
         Ok(s) => s,

@@ -37,6 +37,13 @@ pub struct Args {
     /// Validity of a signed decision, in seconds.
     #[arg(long, default_value_t = 86_400)]
     validity_secs: i64,
+    /// Signed waivers (`*.waiver`) to apply: as in force now, or with --at at the first
+    /// second of that day.
+    #[arg(long, requires = "authorities")]
+    waiver_dir: Option<PathBuf>,
+    /// The policy authorities file that checks the waivers.
+    #[arg(long, requires = "waiver_dir")]
+    authorities: Option<PathBuf>,
 }
 
 fn read_request(path: &Path) -> Result<RequestFile, String> {
@@ -83,6 +90,16 @@ pub fn run(args: Args) -> u8 {
             return EXIT_INVALID;
         }
     };
+    let set = match (&args.waiver_dir, &args.authorities) {
+        (Some(dir), Some(auth)) => match silkgate::waivers::attach(set, auth, dir) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return EXIT_INVALID;
+            }
+        },
+        _ => set,
+    };
     let Some(policy) = set.get(&args.jurisdiction) else {
         return fail(format!("no policy for `{}`", args.jurisdiction));
     };
@@ -95,6 +112,12 @@ pub fn run(args: Args) -> u8 {
         },
     };
     let (outcome, traces) = policy.explain(&req, day);
+    let at = if args.at.is_some() { UnixTime::from_secs(i64::from(day.0) * 86_400) } else { now };
+    let request_sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    let waivers = set.waivers.get(&args.jurisdiction).map(Vec::as_slice).unwrap_or_default();
+    let applied = silkgate_core::waiver::apply(policy, outcome, waivers, &req, Some(&request_sha256), at);
+    let outcome = &applied.outcome;
+    let waived_by = |i: u16| applied.waived.iter().find(|(r, _)| *r == i).map(|(_, w)| w);
 
     // With --sign, stdout carries only the DSSE JSON envelope (so it can be redirected
     // to a file and verified); the readable report then goes to stderr.
@@ -119,6 +142,16 @@ pub fn run(args: Args) -> u8 {
     for &i in &outcome.matched {
         let r = &policy.rules[i as usize];
         say!("{:5} {}: {}", r.effect.as_str(), r.id, r.message);
+        if let Some(w) = waived_by(i) {
+            let v = &w.verified;
+            say!(
+                "      waived by {} (sha256 {}, ticket {}, until {})",
+                v.waiver.waiver_id,
+                hex::encode(v.digest),
+                v.waiver.ticket,
+                v.expires.rfc3339()
+            );
+        }
         say!(
             "      citation: {}{}",
             r.citation,
@@ -134,7 +167,11 @@ pub fn run(args: Args) -> u8 {
                 (true, true) => "matched",
                 (true, false) => "no match",
             };
-            say!("  {} [{}] {state}", r.id, r.effect.as_str());
+            let state = match u16::try_from(t.rule).ok().and_then(waived_by) {
+                Some(w) if t.matched => format!("{state}, waived by {}", w.verified.waiver.waiver_id),
+                _ => state.to_string(),
+            };
+            say!("  {} [{} {}] {state}", r.id, r.effect.as_str(), r.level.as_str());
             if let Some((cond, actual)) = &t.failed {
                 say!("      failed: {cond}");
                 say!("      actual: {actual}");
@@ -150,12 +187,13 @@ pub fn run(args: Args) -> u8 {
         let ctx = decision::Context {
             decision_id: uuid::Uuid::now_v7().to_string(),
             node_id: &args.node_id,
-            request_sha256: Sha256::digest(&bytes).into(),
+            request_sha256,
             request_id: &req.request_id,
             issued_at: now,
             validity_secs: args.validity_secs,
         };
-        let d = decision::build(policy, &outcome, &ctx, signer.key_id());
+        let mut d = decision::build(policy, outcome, &ctx, signer.key_id());
+        silkgate_core::waiver::annotate(&mut d, policy, &applied);
         let env = decision::sign(&d, &signer);
         eprintln!("signed by key {}", signer.key_id());
         println!("{}", serde_json::to_string_pretty(&decision::to_dsse_json(&env)).unwrap_or_default());

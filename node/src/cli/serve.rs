@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use silkgate::authority::{Activator, Authorities};
 use silkgate::limits::LimitConfig;
 use silkgate::log::GroupCommit;
 use silkgate::log::handle::{DEFAULT_COMMIT_DELAY_US, DEFAULT_COMMIT_SIBLINGS};
@@ -18,7 +19,7 @@ use silkgate::reload::Watcher;
 use silkgate::server::{ConnectionLimits, Options};
 use silkgate::service::NodeState;
 use silkgate::tls::{Authz, Group, TlsFiles, TlsState};
-use silkgate::{keys, loader, server};
+use silkgate::{authority, keys, loader, server};
 
 use super::{EXIT_INVALID, fail};
 
@@ -185,6 +186,14 @@ pub struct Args {
     /// Client identities allowed to call the Network service (Certify).
     #[arg(long, env = "SILKGATE_TLS_ALLOW_NETWORK", value_delimiter = ',')]
     tls_allow_network: Option<Vec<String>>,
+    /// Policy authorities (TOML, outside the policy directory): with it, a policy applies
+    /// only with a signed release meeting its jurisdiction's threshold [default: none].
+    #[arg(long, env = "SILKGATE_POLICY_AUTHORITIES")]
+    policy_authorities: Option<PathBuf>,
+    /// Directory of signed waivers (`*.waiver`), reloaded with the policies; needs
+    /// --policy-authorities [default: none].
+    #[arg(long, env = "SILKGATE_WAIVER_DIR")]
+    waiver_dir: Option<PathBuf>,
 }
 
 /// The config file: the same settings, all optional.
@@ -237,6 +246,8 @@ struct FileConfig {
     certify_timeout_ms: Option<u64>,
     network_tls_ca: Option<PathBuf>,
     tls_allow_network: Option<Vec<String>>,
+    policy_authorities: Option<PathBuf>,
+    waiver_dir: Option<PathBuf>,
 }
 
 /// Settings after precedence and validation.
@@ -312,6 +323,8 @@ fn network_settings(a: &mut Args, f: &mut FileConfig) -> Result<NetworkSettings,
         trust: silkgate::network::Trust { keys, threshold },
         peers: silkgate::network::PeerConfig { deadline: Duration::from_millis(timeout), tls },
     })
+    authorities: Option<Arc<Authorities>>,
+    waiver_dir: Option<PathBuf>,
 }
 
 fn addr(name: &str, s: &str) -> Result<SocketAddr, String> {
@@ -434,9 +447,31 @@ fn settings(mut a: Args) -> Result<Settings, String> {
     {
         return Err(format!("node_id: `{id}` must be 1 to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`"));
     }
+    let policy_dir = a.policy_dir.or(f.policy_dir).unwrap_or_else(|| PathBuf::from("policy"));
+    let authorities = match a.policy_authorities.or(f.policy_authorities) {
+        None => None,
+        Some(path) => {
+            let auth = Authorities::load(&path).map_err(|e| format!("policy_authorities: {e}"))?;
+            // Whoever can write the policies must not also choose who signs them.
+            if let (Ok(file), Ok(dir)) = (path.canonicalize(), policy_dir.canonicalize())
+                && file.starts_with(&dir)
+            {
+                return Err(format!(
+                    "policy_authorities: {} is inside the policy directory {}; keep it outside",
+                    path.display(),
+                    policy_dir.display()
+                ));
+            }
+            Some(Arc::new(auth))
+        }
+    };
+    let waiver_dir = a.waiver_dir.or(f.waiver_dir);
+    if waiver_dir.is_some() && authorities.is_none() {
+        return Err("waiver_dir: waivers are checked with the policy authorities; set policy_authorities".into());
+    }
     Ok(Settings {
         listen,
-        policy_dir: a.policy_dir.or(f.policy_dir).unwrap_or_else(|| PathBuf::from("policy")),
+        policy_dir,
         data_dir,
         key,
         jurisdictions,
@@ -466,6 +501,8 @@ fn settings(mut a: Args) -> Result<Settings, String> {
         },
         grace: Duration::from_secs(a.grace_period_secs.or(f.grace_period_secs).unwrap_or(10)),
         network,
+        authorities,
+        waiver_dir,
     })
 }
 
@@ -588,7 +625,19 @@ pub fn run(args: Args) -> u8 {
     // Flushes buffered log lines when `run` returns.
     let _log_guard = init_tracing(&s.log_format);
     // Everything is loaded and checked before a port is bound.
-    let policies = match loader::load_dir(&s.policy_dir, s.jurisdictions.as_deref()) {
+    match &s.authorities {
+        Some(a) => tracing::info!(
+            file = %a.file.display(),
+            jurisdictions = %a.by_jurisdiction.keys().cloned().collect::<Vec<_>>().join(","),
+            "policy authorities configured: a policy applies only with a valid signed release"
+        ),
+        None => tracing::warn!(
+            "no policy authorities configured (--policy-authorities): any valid policy in the directory applies, unsigned"
+        ),
+    }
+    let prepared = match loader::load_dir(&s.policy_dir, s.jurisdictions.as_deref())
+        .and_then(|set| authority::prepare(set, None, s.authorities.as_deref(), s.waiver_dir.as_deref()))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -610,6 +659,9 @@ pub fn run(args: Args) -> u8 {
             }
         }
     };
+    for w in &prepared.warnings {
+        tracing::warn!(at = %w.file, problem = %w.message, "waiver ignored");
+    }
     // A log exists only with the key that signed it: a missing key is an error then,
     // not a reason to make a new one that could not extend the log.
     let log_origin = s.data_dir.join("log").join("origin");
@@ -645,6 +697,18 @@ pub fn run(args: Args) -> u8 {
             Err(e) => return fail(e),
         }
     };
+    // Every policy's activation is in the log before the first decision under it.
+    let logged = match &log {
+        None => None,
+        Some(log) => {
+            let a = Activator { node_id: &node_id, signer: &signer, log };
+            match rt.block_on(prepared.log_activations(None, &a, silkgate_core::time::UnixTime::now(), &s.policy_dir)) {
+                Ok(l) => Some(l),
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    let (policies, releases) = prepared.finish(None, logged);
     for p in policies.policies.values() {
         tracing::info!(
             jurisdiction = %p.jurisdiction,
@@ -652,6 +716,8 @@ pub fn run(args: Args) -> u8 {
             policy.version = %p.version,
             policy.digest = %p.digest_hex,
             rules = p.rules.len(),
+            activation_index = policies.activations.get(&p.jurisdiction),
+            release.signers = releases.get(&p.jurisdiction).map(|r| r.signers.join(",")),
             "policy loaded"
         );
     }
@@ -670,6 +736,11 @@ pub fn run(args: Args) -> u8 {
             "network roster loaded"
         );
     }
+    let mut state = NodeState::new(node_id, policies, signer, key.valid_from, s.validity_secs, log);
+    state.authorities = s.authorities.clone();
+    state.waiver_dir = s.waiver_dir.clone();
+    state.reload.lock().unwrap_or_else(|e| e.into_inner()).releases = releases;
+    let state = Arc::new(state);
     let code = rt.block_on(serve(s, state.clone(), started));
     // Drained: the log writer finishes what is queued, its thread is joined, and the
     // final checkpoint is on disk before the process exits.

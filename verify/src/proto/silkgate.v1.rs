@@ -120,6 +120,10 @@ pub struct Decision {
     /// True when no rule decided and the policy's default effect applied.
     #[prost(bool, tag = "12")]
     pub default_applied: bool,
+    /// Log index of the PolicyActivation entry the decision was evaluated under: an earlier
+    /// entry of the same log (README "Policy activations"). Unset when the node keeps no log.
+    #[prost(uint64, optional, tag = "13")]
+    pub activation_index: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct MatchedRule {
@@ -133,6 +137,16 @@ pub struct MatchedRule {
     pub citation: ::prost::alloc::string::String,
     #[prost(string, tag = "5")]
     pub url: ::prost::alloc::string::String,
+    /// How hard the rule binds: advisory (EFFECT_WARN), soft or hard (EFFECT_DENY);
+    /// UNSPECIFIED for allow rules.
+    #[prost(enumeration = "Level", tag = "6")]
+    pub level: i32,
+    /// Set when a waiver covered this soft rule, so it did not block: SHA-256 of the
+    /// waiver's payload, and the log index of the waiver's entry when the node keeps a log.
+    #[prost(bytes = "vec", tag = "7")]
+    pub waiver_sha256: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, optional, tag = "8")]
+    pub waiver_log_index: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PolicyRef {
@@ -161,6 +175,98 @@ pub struct RuleTrace {
     /// The actual value the failed condition saw, rendered as text.
     #[prost(string, tag = "6")]
     pub actual: ::prost::alloc::string::String,
+}
+/// A jurisdiction's policy as released by its policy authority. Signed as a DSSE v1
+/// envelope (the SignedDecision message) with payload type
+/// "application/vnd.silkgate.policy-release.v1+protobuf", by one or more authority keys.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PolicyRelease {
+    #[prost(string, tag = "1")]
+    pub jurisdiction: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub policy_id: ::prost::alloc::string::String,
+    /// Equal to the policy file's `version`: dot-separated decimal numbers, e.g. "2026.12.1".
+    #[prost(string, tag = "3")]
+    pub version: ::prost::alloc::string::String,
+    /// The policy digest (README "Policy digest") of the policy file and its data files.
+    #[prost(bytes = "vec", tag = "4")]
+    pub policy_sha256: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "5")]
+    pub released_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// An explicit rollback: allowed to replace the version `supersedes` with a lower one.
+    #[prost(bool, tag = "6")]
+    pub rollback: bool,
+    #[prost(string, tag = "7")]
+    pub supersedes: ::prost::alloc::string::String,
+}
+/// A node started enforcing a policy. Logged (payload type
+/// "application/vnd.silkgate.policy-activation.v1+protobuf", signed by the node key)
+/// before any decision under that policy.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PolicyActivation {
+    #[prost(string, tag = "1")]
+    pub jurisdiction: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub policy_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub version: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub policy_sha256: ::prost::alloc::vec::Vec<u8>,
+    /// The signed release (a SignedDecision envelope, protobuf-encoded) when the node has
+    /// policy authorities configured; empty otherwise.
+    #[prost(bytes = "vec", tag = "5")]
+    pub release: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "6")]
+    pub activated_at: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(string, tag = "7")]
+    pub node_id: ::prost::alloc::string::String,
+    /// Key id of the node key that signed this activation.
+    #[prost(string, tag = "8")]
+    pub key_id: ::prost::alloc::string::String,
+}
+/// An exception to soft rules, granted by a jurisdiction's policy authority. Signed as a
+/// DSSE v1 envelope (the SignedDecision message) with payload type
+/// "application/vnd.silkgate.waiver.v1+protobuf", by the authority's keys to its threshold.
+/// Its digest is SHA-256 of the payload bytes.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Waiver {
+    #[prost(string, tag = "1")]
+    pub jurisdiction: ::prost::alloc::string::String,
+    /// A name for people: 1 to 64 characters of a-z, 0-9, `-`, `_`, `.`.
+    #[prost(string, tag = "2")]
+    pub waiver_id: ::prost::alloc::string::String,
+    /// The soft rules waived (1 to 64 rule ids of the jurisdiction's policy).
+    #[prost(string, repeated, tag = "3")]
+    pub rule_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "4")]
+    pub scope: ::core::option::Option<WaiverScope>,
+    #[prost(string, tag = "5")]
+    pub justification: ::prost::alloc::string::String,
+    /// The authority's reference, e.g. a ticket number.
+    #[prost(string, tag = "6")]
+    pub ticket: ::prost::alloc::string::String,
+    /// The waiver applies from not_before (inclusive) to expires (exclusive), compared with
+    /// the decision's issued_at in whole seconds; at most the smallest max_waiver_days of its
+    /// rules apart.
+    #[prost(message, optional, tag = "7")]
+    pub not_before: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "8")]
+    pub expires: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// Which requests a waiver covers: one request by its digest, or every request whose
+/// attributes equal all those given (at least one).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WaiverScope {
+    /// SHA-256 of the DeploymentRequest bytes (Decision.request_sha256); when set, no
+    /// attribute may be.
+    #[prost(bytes = "vec", tag = "1")]
+    pub request_sha256: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub operator_entity_country: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub protocol_name: ::prost::alloc::string::String,
+    #[prost(enumeration = "DeploymentKind", tag = "4")]
+    pub deployment_kind: i32,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct NodeInfoRequest {}
@@ -218,6 +324,14 @@ pub struct NodeInfoResponse {
     pub witness_split_views: u64,
     #[prost(string, tag = "33")]
     pub witness_last_split_view: ::prost::alloc::string::String,
+    /// True when the node applies only policies released by configured authorities.
+    #[prost(bool, tag = "20")]
+    pub policy_authorities_configured: bool,
+    /// Signed waivers loaded (expired ones included) and in force now.
+    #[prost(uint32, tag = "21")]
+    pub waivers_loaded: u32,
+    #[prost(uint32, tag = "22")]
+    pub waivers_in_force: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JurisdictionInfo {
@@ -239,6 +353,15 @@ pub struct JurisdictionInfo {
     /// The last reload error for this jurisdiction, empty when the last reload succeeded.
     #[prost(string, tag = "8")]
     pub last_error: ::prost::alloc::string::String,
+    /// The signed release in force (empty without policy authorities): its version and the
+    /// key ids of the authority keys whose signatures verified.
+    #[prost(string, tag = "9")]
+    pub release_version: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "10")]
+    pub release_signer_key_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Log index of the PolicyActivation entry of the policy in force, when the node keeps a log.
+    #[prost(uint64, optional, tag = "11")]
+    pub activation_index: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PublicKey {
@@ -799,6 +922,42 @@ impl Effect {
             "EFFECT_DENY" => Some(Self::Deny),
             "EFFECT_WARN" => Some(Self::Warn),
             "EFFECT_ALLOW" => Some(Self::Allow),
+            _ => None,
+        }
+    }
+}
+/// How hard a rule binds (README "Levels and waivers").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Level {
+    Unspecified = 0,
+    /// Reported, never blocks (effect "warn").
+    Advisory = 1,
+    /// Blocks unless a valid waiver covers the request.
+    Soft = 2,
+    /// Blocks; cannot be waived.
+    Hard = 3,
+}
+impl Level {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "LEVEL_UNSPECIFIED",
+            Self::Advisory => "LEVEL_ADVISORY",
+            Self::Soft => "LEVEL_SOFT",
+            Self::Hard => "LEVEL_HARD",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "LEVEL_UNSPECIFIED" => Some(Self::Unspecified),
+            "LEVEL_ADVISORY" => Some(Self::Advisory),
+            "LEVEL_SOFT" => Some(Self::Soft),
+            "LEVEL_HARD" => Some(Self::Hard),
             _ => None,
         }
     }
