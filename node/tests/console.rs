@@ -67,7 +67,9 @@ fn chromium() -> PathBuf {
         assert!(apt(&["update", "-q"]), "apt-get update failed");
         apt(&["install", "-y", "-q", "chromium"]);
     }
-    find().expect("chromium is not installed and `apt-get install -y chromium` failed (the console tests need a real browser)")
+    find().expect(
+        "chromium is not installed and `apt-get install -y chromium` failed (the console tests need a real browser)",
+    )
 }
 
 struct Browser {

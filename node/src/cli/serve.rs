@@ -262,7 +262,6 @@ struct Settings {
     no_log: bool,
     commit: GroupCommit,
     log_format: String,
-    metrics_listen: Option<SocketAddr>,
     /// The console's options, when it is served on the HTTP listener.
     console: Option<silkgate::console::Options>,
     /// The HTTP listener (`--http-listen`, else `--metrics-listen`).
@@ -273,6 +272,8 @@ struct Settings {
     options: Options,
     grace: Duration,
     network: NetworkSettings,
+    authorities: Option<Arc<Authorities>>,
+    waiver_dir: Option<PathBuf>,
 }
 
 /// The network settings: the roster file, the trust in governance keys, peer calls.
@@ -323,8 +324,6 @@ fn network_settings(a: &mut Args, f: &mut FileConfig) -> Result<NetworkSettings,
         trust: silkgate::network::Trust { keys, threshold },
         peers: silkgate::network::PeerConfig { deadline: Duration::from_millis(timeout), tls },
     })
-    authorities: Option<Arc<Authorities>>,
-    waiver_dir: Option<PathBuf>,
 }
 
 fn addr(name: &str, s: &str) -> Result<SocketAddr, String> {
@@ -480,7 +479,6 @@ fn settings(mut a: Args) -> Result<Settings, String> {
         no_log: a.no_log.or(f.no_log).unwrap_or(false),
         commit: GroupCommit { delay: Duration::from_micros(delay_us), siblings, ..GroupCommit::default() },
         log_format,
-        metrics_listen,
         console: console.then_some(console_options),
         http_listen,
         witness,
@@ -721,7 +719,11 @@ pub fn run(args: Args) -> u8 {
             "policy loaded"
         );
     }
-    let state = Arc::new(NodeState::new(node_id, policies, signer, key.valid_from, s.validity_secs, log));
+    let mut state = NodeState::new(node_id, policies, signer, key.valid_from, s.validity_secs, log);
+    state.authorities = s.authorities.clone();
+    state.waiver_dir = s.waiver_dir.clone();
+    state.reload.lock().unwrap_or_else(|e| e.into_inner()).releases = releases;
+    let state = Arc::new(state);
     state.network.configure(s.network.trust.clone(), s.network.peers.clone());
     if let Some(bytes) = roster {
         // Checked above; offered again to the node's own state.
@@ -736,11 +738,6 @@ pub fn run(args: Args) -> u8 {
             "network roster loaded"
         );
     }
-    let mut state = NodeState::new(node_id, policies, signer, key.valid_from, s.validity_secs, log);
-    state.authorities = s.authorities.clone();
-    state.waiver_dir = s.waiver_dir.clone();
-    state.reload.lock().unwrap_or_else(|e| e.into_inner()).releases = releases;
-    let state = Arc::new(state);
     let code = rt.block_on(serve(s, state.clone(), started));
     // Drained: the log writer finishes what is queued, its thread is joined, and the
     // final checkpoint is on disk before the process exits.
