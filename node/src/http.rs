@@ -56,7 +56,11 @@ pub fn router(state: Arc<Http>) -> Router {
     let mut app = Router::new();
     if let Some(console) = &state.console {
         // The console's router sees the whole path (it routes `/console/...` itself).
-        app = app.route_service("/console", console.clone()).route_service("/console/{*rest}", console.clone());
+        // `{*rest}` matches no empty rest, so `/console/` itself is routed on its own.
+        app = app
+            .route_service("/console", console.clone())
+            .route_service("/console/", console.clone())
+            .route_service("/console/{*rest}", console.clone());
     }
     app.route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

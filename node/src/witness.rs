@@ -316,7 +316,7 @@ impl Witness {
                 return Answer { status: 409, content_type: "text/x.tlog.size", body: format!("{known}\n") };
             }
             Err(Refusal::BadProof { reason, .. }) => {
-                tracing::warn!(log.origin = %cp.origin, old_size = req.old_size, size = cp.size, reason = %reason, "witness: consistency proof does not verify");
+                tracing::warn!(witnessed.origin = %cp.origin, old_size = req.old_size, size = cp.size, reason = %reason, "witness: consistency proof does not verify");
                 return Answer::text(422, format!("consistency proof: {reason}"));
             }
             Err(Refusal::SplitView(reason)) => {
@@ -363,7 +363,7 @@ impl Witness {
         self.split_views.fetch_add(1, Ordering::Relaxed);
         self.metrics.witness_split_views.inc();
         tracing::error!(
-            log.origin = %cp.origin,
+            witnessed.origin = %cp.origin,
             size = cp.size,
             cosigned_size = origin.last.as_ref().map_or(0, |l| l.0.size),
             evidence = %path.display(),

@@ -49,7 +49,8 @@ struct Told {
 }
 
 fn entry_data(group: u64, i: u64, big: bool) -> Vec<u8> {
-    let len = if big { 800_000 } else { 40 + ((group * 7 + i * 13) % 200) as usize };
+    // Entries are at most 65,535 bytes (a tlog-tiles entry bundle's limit).
+    let len = if big { 60_000 } else { 40 + ((group * 7 + i * 13) % 200) as usize };
     let mut d = format!("entry {group}/{i} ").into_bytes();
     d.resize(len, b'a' + (group % 26) as u8);
     d
@@ -74,7 +75,7 @@ fn life(fs: &SimFs, rt: &tokio::runtime::Runtime, told: &mut Told, first: u64, g
         let n = 1 + g % 3;
         // One group larger than a write: it is written and synced in several steps.
         let big = g == 4;
-        let data: Vec<Vec<u8>> = (0..if big { 3 } else { n }).map(|i| entry_data(g, i, big)).collect();
+        let data: Vec<Vec<u8>> = (0..if big { 40 } else { n }).map(|i| entry_data(g, i, big)).collect();
         let entries = data.iter().map(|d| Entry { data: d.clone().into(), id: None }).collect();
         let index = rt.block_on(log.append(entries)).map_err(|e| e.to_string())?;
         let acked = told.acked.entry(origin.clone()).or_default();

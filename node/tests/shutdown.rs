@@ -46,6 +46,10 @@ async fn sigterm_under_load_stores_a_final_checkpoint_covering_every_acknowledge
     // Every acknowledged decision over all lifetimes: request id -> (decision id, index).
     let mut acked: HashMap<String, (String, u64)> = HashMap::new();
     let (mut failed_total, mut failed_in_log, mut served_total) = (0u64, 0u64, 0usize);
+    // Policy activations logged at each start (they precede that lifetime's decisions).
+    let mut activations = 0u64;
+    // The checkpoint stored at the last clean stop.
+    let mut last_stored: Option<String> = None;
     let mut refusals: std::collections::BTreeMap<String, u64> = Default::default();
 
     for life in 0..LIFETIMES {
@@ -57,17 +61,26 @@ async fn sigterm_under_load_stores_a_final_checkpoint_covering_every_acknowledge
         assert_eq!(*key.get_or_insert(vk), vk, "the key survives restarts");
         let mut log = DecisionLogClient::connect(node.url.clone()).await.unwrap();
 
-        // A clean stop left nothing to recover: the node starts with the checkpoint it
-        // stored when it stopped, byte for byte.
+        // A clean stop left nothing to recover: the node starts on the checkpoint it
+        // stored when it stopped, and adds only the activations of the policies it
+        // starts enforcing (one per jurisdiction), before any decision.
+        let stopped_at = disk.len();
+        let started_with: Vec<_> = disk.read_new();
+        assert!(!started_with.is_empty(), "lifetime {life}: no policy activation was logged at start");
+        assert!(
+            started_with.iter().all(|r| r.payload_type == silkgate_verify::release::ACTIVATION_PAYLOAD_TYPE),
+            "lifetime {life}: the node logged something other than activations at start"
+        );
+        activations += started_with.len() as u64;
         let first = log.get_checkpoint(proto::GetCheckpointRequest {}).await.unwrap().into_inner();
         let origin = first.origin.clone();
         assert_eq!(first.size, disk.len(), "lifetime {life}: the log restarted at another size");
-        if life > 0 {
-            assert_eq!(
-                first.note,
-                log_files::checkpoint_file(&log_dir),
-                "lifetime {life}: restarted on another checkpoint"
-            );
+        assert_eq!(first.size, stopped_at + started_with.len() as u64, "lifetime {life}: restarted at another size");
+        let served_first = Checkpoint::open(&first.note, &first.origin, &vk).unwrap();
+        assert_eq!(served_first.root, disk.root(first.size), "lifetime {life}: restarted on another tree");
+        if let Some(note) = &last_stored {
+            let history = log_files::history(&log_dir);
+            assert!(history.contains(note), "lifetime {life}: the checkpoint stored at the stop left the history");
         }
 
         // Load: a few clients, each until its first failure (the stop).
@@ -151,6 +164,7 @@ async fn sigterm_under_load_stores_a_final_checkpoint_covering_every_acknowledge
         // index it was answered with, or the decision of a call that failed (counted).
         let from = disk.len();
         for r in disk.read_new() {
+            assert!(r.is_decision(), "lifetime {life}: entry {} is a {} among the decisions", r.index, r.payload_type);
             match acked.get(&r.request_id) {
                 Some((decision_id, index)) => {
                     assert_eq!((decision_id, *index), (&r.decision_id, r.index), "lifetime {life}: {}", r.request_id);
@@ -168,7 +182,7 @@ async fn sigterm_under_load_stores_a_final_checkpoint_covering_every_acknowledge
         }
         assert_eq!(
             disk.len(),
-            acked.len() as u64 + failed_in_log,
+            acked.len() as u64 + failed_in_log + activations,
             "lifetime {life}: the entries on disk are not exactly the acknowledged decisions (+{failed_in_log} failed \
              calls found logged); {answered} acknowledged in this lifetime, log grew from {from}"
         );
@@ -180,10 +194,11 @@ async fn sigterm_under_load_stores_a_final_checkpoint_covering_every_acknowledge
             .unwrap_or_else(|e| panic!("lifetime {life}: the checkpoint file does not verify: {e}"));
         assert_eq!(
             stored.size,
-            acked.len() as u64 + failed_in_log,
+            acked.len() as u64 + failed_in_log + activations,
             "lifetime {life}: the final checkpoint does not cover every acknowledged decision"
         );
         assert_eq!(stored.root, disk.root(stored.size), "lifetime {life}: the checkpoint's root is not the disk's");
+        last_stored = Some(note.clone());
         // ...the last record of the history...
         let history = log_files::history(&log_dir);
         assert_eq!(history.last(), Some(&note), "lifetime {life}: the history's last note is not the checkpoint file");

@@ -7,11 +7,20 @@ use std::path::{Path, PathBuf};
 use silkgate::proto;
 use silkgate_core::merkle;
 
-/// One record of `entries`, decoded.
+/// One record of `entries`, decoded: a decision, or another kind of leaf (a policy
+/// activation the node logs when it starts enforcing a policy; `payload_type` says).
 pub struct Record {
     pub index: u64,
+    pub payload_type: String,
+    /// Empty unless the record is a decision.
     pub decision_id: String,
     pub request_id: String,
+}
+
+impl Record {
+    pub fn is_decision(&self) -> bool {
+        self.payload_type == silkgate_verify::decision::PAYLOAD_TYPE
+    }
 }
 
 /// The `entries` file read so far: every leaf hash in order, so the roots of all
@@ -57,8 +66,13 @@ impl Entries {
             self.tree.push(hash);
             self.offset += (4 + n + 32) as u64;
             let env = <proto::SignedDecision as prost::Message>::decode(data.as_slice()).unwrap();
-            let d = <proto::Decision as prost::Message>::decode(env.payload.as_slice()).unwrap();
-            out.push(Record { index, decision_id: d.decision_id, request_id: d.request_id });
+            let (decision_id, request_id) = if env.payload_type == silkgate_verify::decision::PAYLOAD_TYPE {
+                let d = <proto::Decision as prost::Message>::decode(env.payload.as_slice()).unwrap();
+                (d.decision_id, d.request_id)
+            } else {
+                Default::default()
+            };
+            out.push(Record { index, payload_type: env.payload_type, decision_id, request_id });
         }
         out
     }
