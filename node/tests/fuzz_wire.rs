@@ -81,7 +81,9 @@ fn check_decide(item: wire::EvaluateRequest, now: UnixTime) {
             assert_eq!(d.decision_id, resp.decision_id);
             let req = Request::try_from(proto::DeploymentRequest::decode(inner).unwrap())
                 .expect("decided an invalid request");
-            let policy = shipped().get(&jurisdiction).expect("decided for a jurisdiction without policy");
+            // The node reads the code upper-cased, as every other region code.
+            let policy =
+                shipped().get(&jurisdiction.to_ascii_uppercase()).expect("decided for a jurisdiction without policy");
             assert_eq!(d.jurisdiction, policy.jurisdiction);
             let outcome = check_outcome(policy, &req, now.day());
             let verdict = match outcome.verdict {
